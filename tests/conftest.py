@@ -1,0 +1,33 @@
+"""Shared helpers for the test suite.
+
+``shared_dir()`` is the workplace folder beside the repository (``../shared``),
+overridable with the environment variable ``SGS_SHARED_DIR``; it holds the real
+dataset-format fixtures (``fixtures/``) and, on developer machines, wheels.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """Return the shared folder: ``$SGS_SHARED_DIR`` or ``<repo>/../shared``."""
+    env = os.environ.get('SGS_SHARED_DIR')
+    return Path(env) if env else REPO_ROOT.parent / 'shared'
+
+
+def fixtures_dir() -> Path:
+    """Return ``<shared>/fixtures`` (it may not exist on a user's machine)."""
+    return shared_dir() / 'fixtures'
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    """The real dataset fixtures folder; skips the test where it is absent."""
+    path = fixtures_dir()
+    if not path.is_dir():
+        pytest.skip(f'shared fixtures folder {path} does not exist '
+                    '(set SGS_SHARED_DIR to the folder holding fixtures/)')
+    return path

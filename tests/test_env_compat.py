@@ -1,0 +1,94 @@
+"""sgs_mm.compat: checkpoint loading on torch >= 2.6 and the CPU dist helpers."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from sgs_mm.compat import (cpu_dist_needed, cpu_model_wrapper_cfg,
+                           init_cpu_dist_if_needed, patch_cfg_for_cpu_dist)
+from sgs_mm.compat.torch_load import apply_torch_load_fix, safe_globals
+
+# A checkpoint shaped like mmengine's: a message hub with HistoryBuffers that
+# hold numpy arrays and scalars of several dtypes.
+_SAVE_AND_LOAD = textwrap.dedent('''
+    import sys, numpy as np, torch
+    from mmengine.logging import HistoryBuffer, MessageHub
+    hub = MessageHub.get_instance('compat_test')
+    for i in range(3):
+        hub.update_scalar('train/loss', np.float32(0.5 * i))
+        hub.update_scalar('train/lr', np.float64(0.1))
+        hub.update_scalar('train/iter', np.int64(i))
+    ckpt = dict(meta=dict(epoch=2), state_dict={{'w': torch.ones(2)}},
+                message_hub=hub.state_dict(), extra=np.arange(3, dtype=np.int32))
+    torch.save(ckpt, sys.argv[1])
+    {import_line}
+    out = torch.load(sys.argv[1], map_location='cpu')
+    assert isinstance(out['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    print('LOADED')
+''')
+
+
+def _run(tmp_path, import_line):
+    script = tmp_path / 'save_load.py'
+    script.write_text(_SAVE_AND_LOAD.format(import_line=import_line))
+    return subprocess.run(
+        [sys.executable, str(script), str(tmp_path / 'ckpt.pth')],
+        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.serialization, 'add_safe_globals'),
+    reason='torch < 2.4 loads without weights_only by default')
+def test_mmengine_checkpoint_loads_only_with_fix(tmp_path):
+    without = _run(tmp_path, '')
+    # On torch >= 2.6 the plain load is refused; the fix is what makes it work.
+    if tuple(int(x) for x in torch.__version__.split('.')[:2]) >= (2, 6):
+        assert without.returncode != 0
+        assert 'HistoryBuffer' in without.stderr
+    with_fix = _run(tmp_path, 'import sgs_mm')
+    assert with_fix.returncode == 0, with_fix.stderr[-3000:]
+    assert 'LOADED' in with_fix.stdout
+
+
+def test_fix_is_idempotent():
+    assert apply_torch_load_fix() == apply_torch_load_fix()
+    if hasattr(torch.serialization, 'get_safe_globals'):
+        registered = torch.serialization.get_safe_globals()
+        for g in safe_globals():
+            assert registered.count(g) == 1
+
+
+def test_dist_helpers_do_nothing_without_launcher():
+    assert not cpu_dist_needed('none')
+    assert not cpu_dist_needed(None)
+    assert init_cpu_dist_if_needed('none') is False
+    assert not torch.distributed.is_initialized()
+    cfg = Config(dict(launcher='none'))
+    patch_cfg_for_cpu_dist(cfg)
+    assert 'model_wrapper_cfg' not in cfg
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
+def test_cpu_wrapper_cfg_patch():
+    assert cpu_dist_needed('pytorch')
+    cfg = Config(dict(launcher='pytorch'))
+    patch_cfg_for_cpu_dist(cfg)
+    assert cfg.model_wrapper_cfg == cpu_model_wrapper_cfg()
+    cfg = Config(dict(model_wrapper_cfg=dict(
+        type='MMDistributedDataParallel', find_unused_parameters=True,
+        device_ids=[0])))
+    patch_cfg_for_cpu_dist(cfg, launcher='pytorch')
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.model_wrapper_cfg.find_unused_parameters is True
+    assert cfg.model_wrapper_cfg.broadcast_buffers is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU-only behaviour')
+def test_init_without_torchrun_env_raises(monkeypatch):
+    for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match='torchrun'):
+        init_cpu_dist_if_needed('pytorch')
