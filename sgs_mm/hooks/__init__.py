@@ -1,0 +1,3 @@
+from .spatial_grad_scaling_hook import SpatialGradScalingHook
+
+__all__ = ['SpatialGradScalingHook']

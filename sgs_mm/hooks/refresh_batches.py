@@ -1,0 +1,48 @@
+"""Drawing the refresh batches without disturbing training."""
+import contextlib
+import random
+from typing import List
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+
+@contextlib.contextmanager
+def forked_rng():
+    """Restore Python, NumPy and torch (CPU and CUDA) RNG states on exit, so a
+    refresh's random data transforms do not change the training's randomness."""
+    py, np_state = random.getstate(), np.random.get_state()
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def draw_batches(train_loader: DataLoader, num_batches: int, seed: int) -> List:
+    """``num_batches`` collated batches from the train dataset.
+
+    A separate loader (no workers) over the same dataset, collate function and
+    batch size, with mmengine's rank-aware ``DefaultSampler`` seeded by
+    ``seed``: each rank draws different samples, the training iterator (and
+    its persistent workers) is untouched, and the draw is reproducible.
+    """
+    from mmengine.dataset import DefaultSampler
+    batch_size = train_loader.batch_size
+    if batch_size is None:
+        batch_size = getattr(train_loader.batch_sampler, 'batch_size', 1)
+    sampler = DefaultSampler(train_loader.dataset, shuffle=True, seed=seed)
+    loader = DataLoader(train_loader.dataset, batch_size=batch_size, sampler=sampler,
+                        num_workers=0, collate_fn=train_loader.collate_fn)
+    batches = []
+    for batch in loader:
+        batches.append(batch)
+        if len(batches) == num_batches:
+            break
+    return batches

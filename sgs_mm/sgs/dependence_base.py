@@ -1,0 +1,64 @@
+"""Interface of a per-layer spatial-dependence accumulator.
+
+An accumulator sees the conv's input batch by batch (``update``), possibly over
+several passes over the same batches; between passes, and at the end, the
+runner all-reduces the tensors it lists in ``reductions`` across ranks, so a
+distributed refresh ends with exactly the statistics of the union of all
+ranks' batches. ``dependence`` returns S for the half window as a float64
+tensor (num_displacements, channels), NaN where S is undefined.
+"""
+from typing import List, Tuple
+
+import torch
+
+from .geometry import PairGeometry
+
+# all-reduce operations named independently of torch.distributed
+SUM, MIN, MAX = 'sum', 'min', 'max'
+
+
+class DependenceStats:
+    """Base class of the per-layer accumulators (see module docstring).
+
+    Args:
+        geometry: pairs of the layer's kernel window.
+        channels: input channels of the conv.
+        device: where the statistics live (the layer's device).
+        max_elems: largest chunk of pixel pairs processed at once.
+    """
+    num_passes = 1
+
+    def __init__(self, geometry: PairGeometry, channels: int,
+                 device: torch.device, max_elems: int = 1 << 22):
+        self.geometry = geometry
+        self.channels = channels
+        self.device = torch.device(device)
+        self.max_elems = int(max_elems)
+        shape = (geometry.num_displacements, channels)
+        # pairs whose P or Q is NaN/Inf, per (displacement, channel)
+        self.nonfinite = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        # forward calls of the conv seen in pass 0 (all ranks together)
+        self.calls = torch.zeros(1, dtype=torch.int64, device=self.device)
+
+    def update(self, pass_idx: int, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def reductions(self, pass_idx: int) -> List[Tuple[torch.Tensor, str]]:
+        """Tensors to all-reduce in place after pass ``pass_idx``."""
+        common = [(self.calls, SUM), (self.nonfinite, SUM)] if pass_idx == 0 else []
+        return common + self._reductions(pass_idx)
+
+    def _reductions(self, pass_idx: int) -> List[Tuple[torch.Tensor, str]]:
+        raise NotImplementedError
+
+    def end_pass(self, pass_idx: int) -> None:
+        """Called after the reductions of ``pass_idx``."""
+
+    def dependence(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _count_nonfinite(self, d: int, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Mask of pairs with both values finite; counts the others."""
+        finite = torch.isfinite(p) & torch.isfinite(q)
+        self.nonfinite[d] += (~finite).sum(dim=(0, 2, 3))
+        return finite

@@ -1,0 +1,59 @@
+"""Which convolutions SGS scales (SGS_SPEC §1): found and keyed by module name."""
+import fnmatch
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch.nn as nn
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
+                    exclude: Optional[Sequence[str]] = None
+                    ) -> Tuple['OrderedDict[str, nn.Conv2d]', List[str]]:
+    """Eligible convs of ``model`` by module name, and the even-kernel ones skipped.
+
+    Eligible: an ``nn.Conv2d`` (subclasses included) whose kernel has both
+    sides > 1 and whose weight requires grad, whose name matches an
+    ``include`` glob (all when ``None``) and no ``exclude`` glob.
+
+    Raises:
+        ValueError: an include/exclude pattern matches no conv of the model
+            (a typo would otherwise silently disable SGS for those layers).
+    """
+    include, exclude = list(include or []), list(exclude or [])
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    names = [name for name, _ in convs]
+    for arg, patterns in (('include', include), ('exclude', exclude)):
+        for p in patterns:
+            if not any(fnmatch.fnmatchcase(n, p) for n in names):
+                raise ValueError(
+                    f'SpatialGradScalingHook: {arg} pattern {p!r} matches no Conv2d of the '
+                    f'model; conv names look like {names[:3]}')
+    layers: 'OrderedDict[str, nn.Conv2d]' = OrderedDict()
+    even: List[str] = []
+    for name, conv in convs:
+        kh, kw = conv.kernel_size
+        if kh <= 1 or kw <= 1 or not conv.weight.requires_grad:
+            continue
+        if include and not _matches(name, include):
+            continue
+        if exclude and _matches(name, exclude):
+            continue
+        if kh % 2 == 0 or kw % 2 == 0:
+            even.append(name)
+            continue
+        layers[name] = conv
+    return layers, even
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside a DDP/FSDP-style wrapper (``.module``), else itself."""
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
+
+
+def named_weights(layers: Dict[str, nn.Conv2d]) -> Dict[str, nn.Parameter]:
+    return OrderedDict((name, conv.weight) for name, conv in layers.items())
