@@ -1,0 +1,209 @@
+"""SGS estimators (SGS_SPEC §2) against hand-checkable cases and a plain loop."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from conftest import shared_dir
+from sgs_loop_reference import loop_scaling, nmi_pair
+from sgs_mm.sgs import (AutocorrStats, NMIStats, PairGeometry, collect_dependence,
+                        fixed_scaling, half_window, k_transform, reparam_scaling,
+                        scaling_from_dependence)
+
+
+def estimate(conv, inputs, method='nmi', diag_removal=False, k=5.0, respect_dilation=True,
+             max_elems=1 << 22):
+    """G of ``conv`` from a list of input batches through the real collection path."""
+    geo = PairGeometry.from_conv(conv, respect_dilation)
+    if method == 'nmi':
+        acc = NMIStats(geo, conv.in_channels, 'cpu', max_elems, diag_removal=diag_removal)
+    else:
+        acc = AutocorrStats(geo, conv.in_channels, 'cpu', max_elems)
+
+    def run():
+        for x in inputs:
+            conv(x)
+
+    collect_dependence({'conv': conv}, lambda n, c: acc, run)
+    return acc, scaling_from_dependence(acc.dependence(), geo.displacements,
+                                        tuple(conv.kernel_size), k)
+
+
+def smooth(n, c, h, w, seed=0, kernel=5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g)
+    return F.avg_pool2d(x, kernel, 1, kernel // 2)
+
+
+def image_tensor(folder):
+    """A real photo (fixture) as a (2, 3, 48, 64) float tensor, else None."""
+    path = folder / 'fixtures' / 'imagenet_tiny' / 'color.jpg'
+    if not path.exists():
+        return None
+    import cv2
+    img = cv2.imread(str(path))
+    crops = [img[:96, :128], img[-96:, -128:]]
+    arr = np.stack([cv2.resize(c, (64, 48)) for c in crops]).astype(np.float32) / 255.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+# ---------------------------------------------------------------- hand checks
+def test_half_window_matches_reference_order():
+    assert half_window((3, 3)) == [(-1, -1), (-1, 0), (-1, 1), (0, -1)]
+    assert len(half_window((7, 7))) == 24
+    assert len(half_window((5, 3))) == 7
+
+
+def test_identical_and_independent_variables():
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=4096)
+    assert nmi_pair(p, p) == pytest.approx(1.0)
+    # our estimator: a map whose displaced neighbour is an exact copy -> S = 1
+    x = torch.randn(1, 1, 64, 1).repeat(1, 1, 1, 64)  # constant along width
+    acc = NMIStats(PairGeometry((3, 3), (0, 0, 0, 0), (1, 1), ((0, -1), )), 1, 'cpu')
+    for pass_idx in range(acc.num_passes):
+        acc.update(pass_idx, x)
+        acc.end_pass(pass_idx)
+    assert acc.dependence()[0, 0].item() == pytest.approx(1.0, abs=1e-12)
+    # independent pixels: S close to 0 (plug-in bias only)
+    noise = torch.randn(4, 2, 128, 128, generator=torch.Generator().manual_seed(1))
+    acc, g = estimate(nn.Conv2d(2, 2, 3, padding=1), [noise])
+    s = acc.dependence()
+    assert s.abs().max() < 0.01
+    # then G is ~ centre 1 / off-centre ~0 before normalisation: centre dominates
+    assert g[1, 1] > 5 * g[0, 0]
+
+
+def test_constant_channel_is_ignored_and_all_constant_keeps_none():
+    x = smooth(2, 3, 16, 16)
+    x[:, 1] = 0.7  # constant channel: H(P,Q) = 0 -> NaN -> ignored by the channel mean
+    acc, g = estimate(nn.Conv2d(3, 4, 3, padding=0), [x])
+    s = acc.dependence()
+    assert torch.isnan(s[:, 1]).all() and not torch.isnan(s[:, [0, 2]]).any()
+    ref = loop_scaling(x.numpy(), (3, 3))
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+    _, g_none = estimate(nn.Conv2d(3, 4, 3, padding=0), [torch.full((2, 3, 8, 8), 2.0)])
+    assert g_none is None
+
+
+def test_max_is_included_in_last_bin():
+    # the reference drops max-valued samples (max + 1e-12 in float32); we count them
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, 0] = 1.0
+    conv = nn.Conv2d(1, 1, 3, padding=0)
+    acc, _ = estimate(conv, [x])
+    assert int(acc.hist.sum()) == int(acc.n_pairs.sum())
+
+
+# ------------------------------------------------------ agreement with a loop
+CASES = [
+    # (kernel, padding, dilation, diag_removal)
+    ((3, 3), 1, 1, False),
+    ((3, 3), 1, 1, True),
+    ((7, 7), 3, 1, False),
+    ((7, 7), 3, 1, True),
+    ((3, 3), 2, 2, False),
+    ((3, 3), 2, 2, True),
+    ((5, 3), (2, 1), 1, False),
+    ((3, 5), (1, 2), (1, 2), True),
+]
+
+
+@pytest.mark.parametrize('kernel,padding,dilation,diag', CASES)
+def test_nmi_matches_loop_on_random(kernel, padding, dilation, diag):
+    x = smooth(2, 3, 13, 15, seed=3)
+    if diag:
+        x = F.relu(x)  # real zeros, like post-ReLU features
+    conv = nn.Conv2d(3, 5, kernel, padding=padding, dilation=dilation)
+    acc, g = estimate(conv, [x], diag_removal=diag)
+    ref = loop_scaling(x.numpy(), kernel, acc.geometry.padding, acc.geometry.step,
+                       diag_removal=diag)
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+    assert g.mean().item() == pytest.approx(1.0) and (g > 0).all()
+
+
+@pytest.mark.parametrize('kernel,padding,dilation,diag', CASES[:6])
+def test_nmi_matches_loop_on_real_image(kernel, padding, dilation, diag):
+    x = image_tensor(shared_dir())
+    if x is None:
+        pytest.skip(f'real image fixture not found under {shared_dir()} (users\' clones)')
+    if diag:
+        x = F.relu(x - 0.4)
+    conv = nn.Conv2d(3, 4, kernel, padding=padding, dilation=dilation)
+    acc, g = estimate(conv, [x], diag_removal=diag)
+    ref = loop_scaling(x.numpy(), kernel, acc.geometry.padding, acc.geometry.step,
+                       diag_removal=diag)
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+
+
+def test_respect_dilation_false_uses_unit_step():
+    x = smooth(2, 2, 12, 12, seed=5)
+    conv = nn.Conv2d(2, 2, 3, padding=2, dilation=2)
+    acc, g = estimate(conv, [x], respect_dilation=False)
+    assert acc.geometry.step == (1, 1)
+    ref = loop_scaling(x.numpy(), (3, 3), (2, 2, 2, 2), (1, 1))
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+    _, g_dil = estimate(conv, [x], respect_dilation=True)
+    assert not torch.allclose(g, g_dil)
+
+
+def test_same_and_valid_padding_strings():
+    x = smooth(1, 2, 10, 11, seed=6)
+    for padding, expect in (('same', (2, 2, 1, 1)), ('valid', (0, 0, 0, 0))):
+        conv = nn.Conv2d(2, 2, (5, 3), padding=padding)
+        acc, g = estimate(conv, [x])
+        assert acc.geometry.padding == expect
+        ref = loop_scaling(x.numpy(), (5, 3), expect, (1, 1))
+        np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+
+
+def test_batches_and_chunks_merge_exactly():
+    x = smooth(4, 3, 14, 14, seed=7)
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    acc_one, g_one = estimate(conv, [x])
+    acc_split, g_split = estimate(conv, [x[:1], x[1:3], x[3:]], max_elems=100)
+    assert torch.equal(acc_one.hist, acc_split.hist)
+    assert torch.equal(g_one, g_split)
+    assert int(acc_split.calls) == 3
+
+
+def test_autocorr_matches_loop():
+    x = smooth(2, 3, 12, 13, seed=8)
+    x[:, 2] = 1.5  # constant -> NaN -> ignored
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    _, g = estimate(conv, [x[:1], x[1:]], method='autocorr')
+    ref = loop_scaling(x.numpy(), (3, 3), (1, 1, 1, 1), (1, 1), method='autocorr')
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('method', ['nmi', 'autocorr'])
+def test_nonfinite_inputs_never_give_nan(method):
+    x = smooth(2, 3, 10, 10, seed=9)
+    x[0, 0, 3, 3] = math.nan
+    x[1, 1, 5, 5] = math.inf
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    acc, g = estimate(conv, [x], method=method)
+    assert int(acc.nonfinite[:, 0].sum()) > 0 and int(acc.nonfinite[:, 2].sum()) == 0
+    # channels 0 and 1 ignored; G from channel 2 alone
+    ref = loop_scaling(x[:, 2:].numpy(), (3, 3), (1, 1, 1, 1), (1, 1), method=method)
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+    _, g_all = estimate(conv, [torch.full((1, 3, 6, 6), math.nan)], method=method)
+    assert g_all is None
+
+
+# ----------------------------------------------------------- static scalings
+def test_k_transform_and_fixed_reparam():
+    s = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.allclose(k_transform(s, 5.0), torch.tensor([0.0, 5 / 6, 1.0]))
+    g = fixed_scaling(1.7, 5.0)
+    assert g.mean().item() == pytest.approx(1.0)
+    assert g[1, 1] / g[0, 1] == pytest.approx(1.7) and g[1, 1] / g[0, 0] == pytest.approx(5.0)
+    acb = reparam_scaling([(3, 3), (1, 3), (3, 1)], (3, 3), normalize=False)
+    assert acb.tolist() == [[1, 2, 1], [2, 3, 2], [1, 2, 1]]
+    rep = reparam_scaling([(3, 3), (1, 1)], (3, 3), normalize=True)
+    assert rep.mean().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match='does not fit'):
+        reparam_scaling([(5, 5)], (3, 3))

@@ -1,0 +1,106 @@
+"""A tiny real mmengine setup (model + dataset) for hook tests."""
+import copy
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.dataset import BaseDataset
+from mmengine.model import BaseModel
+from mmengine.registry import DATASETS, MODELS
+
+
+@MODELS.register_module(force=True)
+class SGSToyNet(BaseModel):
+    """conv3x3 -> BN -> ReLU -> dilated conv3x3 -> conv5x5(stride 2) -> 1x1 -> pool -> fc."""
+
+    def __init__(self, num_classes=3, data_preprocessor=None):
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+        self.conv3 = nn.Conv2d(8, 8, 5, stride=2, padding=2, groups=2)
+        self.proj = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        x = F.relu(self.bn1(self.conv1(inputs)))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        x = self.proj(x).mean(dim=(2, 3))
+        logits = self.fc(x)
+        if mode == 'loss':
+            return dict(loss=F.cross_entropy(logits, data_samples))
+        if mode == 'predict':
+            return logits.argmax(1)
+        return logits
+
+
+@DATASETS.register_module(force=True)
+class SGSToyDataset(BaseDataset):
+    """Deterministic smooth images with 3 classes (no random transforms)."""
+
+    def __init__(self, size=24, length=32, **kwargs):
+        self.size, self.length = size, length
+        super().__init__(serialize_data=False, lazy_init=False, **kwargs)
+
+    def load_data_list(self):
+        return [dict(idx=i) for i in range(self.length)]
+
+    def get_data_info(self, idx):
+        return dict(idx=idx)
+
+    def prepare_data(self, idx):
+        g = torch.Generator().manual_seed(idx)
+        img = torch.randn(3, self.size, self.size, generator=g)
+        img = F.avg_pool2d(img[None], 5, 1, 2)[0] * 3
+        label = idx % 3
+        img[label] += 1.0
+        return dict(inputs=img, data_samples=torch.tensor(label))
+
+
+def toy_collate(batch):
+    return dict(inputs=torch.stack([b['inputs'] for b in batch]),
+                data_samples=torch.stack([b['data_samples'] for b in batch]))
+
+
+def toy_cfg(work_dir, hook=None, by_epoch=True, max_epochs=4, max_iters=16, optim_wrapper=None,
+            batch_size=4, **extra):
+    """Config dict for ``Runner.from_cfg`` training SGSToyNet."""
+    train_cfg = (dict(by_epoch=True, max_epochs=max_epochs) if by_epoch else
+                 dict(type='IterBasedTrainLoop', max_iters=max_iters))
+    default_hooks = dict(
+        checkpoint=dict(type='CheckpointHook', interval=1 if by_epoch else 4,
+                        by_epoch=by_epoch, max_keep_ckpts=-1),
+        logger=dict(type='LoggerHook', interval=1000))
+    cfg = dict(
+        model=dict(type='SGSToyNet'),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=dict(type='SGSToyDataset'),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='sgs_toy_collate'),
+            batch_size=batch_size, num_workers=0),
+        optim_wrapper=optim_wrapper or dict(
+            optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4)),
+        train_cfg=train_cfg,
+        custom_hooks=[hook] if hook else [],
+        default_hooks=default_hooks,
+        custom_imports=dict(imports=['sgs_mm'], allow_failed_imports=False),
+        randomness=dict(seed=0, deterministic=False),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        log_level='WARNING',
+        default_scope=None,
+    )
+    cfg.update(extra)
+    return copy.deepcopy(cfg)
+
+
+def _register_collate():
+    from mmengine.registry import FUNCTIONS
+    if 'sgs_toy_collate' not in FUNCTIONS.module_dict:
+        FUNCTIONS.register_module(name='sgs_toy_collate', module=toy_collate)
+
+
+_register_collate()
+os.environ.setdefault('OMP_NUM_THREADS', '1')
