@@ -23,7 +23,7 @@ class ScalingApplier:
         self.weights = OrderedDict(weights)
         self.mode = mode
         self.scales = OrderedDict(
-            (name, torch.ones(w.shape[-2:], dtype=torch.float32, device=w.device))
+            (name, torch.ones(w.shape[-2:], dtype=torch.float64, device=w.device))
             for name, w in self.weights.items())
         self._handles = []
         self._saved = {}
