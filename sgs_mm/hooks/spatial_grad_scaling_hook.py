@@ -307,7 +307,8 @@ class SpatialGradScalingHook(Hook):
     # ---------------------------------------------------------------- logging
     def scales(self) -> 'OrderedDict[str, torch.Tensor]':
         """Current G per layer (float64, CPU)."""
-        return OrderedDict((n, s.detach().double().cpu()) for n, s in self.applier.scales.items())
+        return OrderedDict((n, s.detach().to("cpu", torch.float64, copy=True))
+                           for n, s in self.applier.scales.items())
 
     def _report(self, runner, step, seconds, idle, kept_nan, nonfinite):
         unit = 'epoch' if self.by_epoch else 'iter'
