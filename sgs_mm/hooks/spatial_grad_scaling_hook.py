@@ -252,8 +252,12 @@ class SpatialGradScalingHook(Hook):
                             diag_removal=self.diag_removal)
         return AutocorrStats(geometry, conv.in_channels, device, self.max_chunk_elems)
 
-    def refresh(self, runner, step: int) -> Dict[str, torch.Tensor]:
+    def refresh(self, runner, step: int, batches: Optional[list] = None
+                ) -> Dict[str, torch.Tensor]:
         """Recompute G for every layer from ``num_batches`` training batches.
+
+        ``batches`` (collated, before the data_preprocessor) replaces the
+        random draw from the train dataset when given.
 
         The model runs in eval mode under no_grad (BatchNorm statistics
         untouched) through its data_preprocessor and ``mode='tensor'``; each
@@ -268,7 +272,8 @@ class SpatialGradScalingHook(Hook):
         flags = [(m, m.training) for m in model.modules()]
         try:
             with forked_rng(), torch.no_grad():
-                batches = draw_batches(runner.train_dataloader, self.num_batches, seed)
+                if batches is None:
+                    batches = draw_batches(runner.train_dataloader, self.num_batches, seed)
                 model.eval()
 
                 def run_forward():
