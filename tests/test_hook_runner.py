@@ -37,6 +37,7 @@ def history(work_dir):
     (dict(method='fixed'), 'alpha'), (dict(method='reparam'), 'branches'),
     (dict(method='reparam', branches=[(3, 'a')]), 'branches'),
     (dict(include=3), 'include'), (dict(by_epoch='yes'), 'by_epoch'),
+    (dict(forward_mode='train'), 'forward_mode'),
 ])
 def test_invalid_arguments_fail_at_build(kwargs, arg, tmp_path):
     with pytest.raises(ValueError, match=arg):

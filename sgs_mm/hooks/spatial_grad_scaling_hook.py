@@ -19,6 +19,7 @@ from .refresh_batches import draw_batches, forked_rng
 METHODS = ('nmi', 'autocorr', 'fixed', 'reparam')
 DYNAMIC_METHODS = ('nmi', 'autocorr')
 MODES = ('grad', 'update')
+FORWARD_MODES = ('auto', 'tensor', 'loss')
 STATE_KEY = 'sgs'
 
 
@@ -85,6 +86,12 @@ class SpatialGradScalingHook(Hook):
         history_file (str, optional): G history JSON in the work_dir,
             rewritten after each refresh. ``None`` disables it.
         log_heatmaps (bool): send a G heatmap grid to the visualizer backends.
+        forward_mode (str): how a refresh runs the model. ``'tensor'``: one
+            ``mode='tensor'`` forward per batch (SGS_SPEC §5). ``'loss'``:
+            ``mode='loss'`` (every training branch runs; losses discarded).
+            ``'auto'`` (default): ``'tensor'``, then ``'loss'`` only for the
+            convs the tensor forward left idle, such as mmseg's auxiliary
+            heads, which run in training only yet receive gradients.
         enabled (bool): False turns the hook into a no-op (handy from
             ``--cfg-options custom_hooks.0.enabled=False``).
     """
@@ -109,6 +116,7 @@ class SpatialGradScalingHook(Hook):
                  max_chunk_elems: int = 1 << 22,
                  history_file: Optional[str] = 'sgs_g_history.json',
                  log_heatmaps: bool = True,
+                 forward_mode: str = 'auto',
                  enabled: bool = True):
         if method not in METHODS:
             raise ValueError(f'SpatialGradScalingHook: method must be one of {METHODS}, '
@@ -116,6 +124,9 @@ class SpatialGradScalingHook(Hook):
         if mode not in MODES:
             raise ValueError(f'SpatialGradScalingHook: mode must be one of {MODES}, '
                              f'got {mode!r}')
+        if forward_mode not in FORWARD_MODES:
+            raise ValueError(f'SpatialGradScalingHook: forward_mode must be one of '
+                             f'{FORWARD_MODES}, got {forward_mode!r}')
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
             raise ValueError(f'SpatialGradScalingHook: k must be a number > 0, got {k!r}')
         if by_epoch not in (None, True, False):
@@ -154,6 +165,7 @@ class SpatialGradScalingHook(Hook):
         self.normalize = bool(normalize)
         self.history_file = history_file
         self.log_heatmaps = bool(log_heatmaps)
+        self.forward_mode = forward_mode
         self.enabled = bool(enabled)
 
         self.layers: 'OrderedDict[str, torch.nn.Conv2d]' = OrderedDict()
@@ -260,7 +272,7 @@ class SpatialGradScalingHook(Hook):
         random draw from the train dataset when given.
 
         The model runs in eval mode under no_grad (BatchNorm statistics
-        untouched) through its data_preprocessor and ``mode='tensor'``; each
+        untouched) through its data_preprocessor and ``forward_mode``; each
         module's previous train/eval flag is restored afterwards.
 
         Returns:
@@ -276,15 +288,22 @@ class SpatialGradScalingHook(Hook):
                     batches = draw_batches(runner.train_dataloader, self.num_batches, seed)
                 model.eval()
 
-                def run_forward():
+                def run_forward(mode):
                     for batch in batches:
                         data = model.data_preprocessor(batch, False)
                         if isinstance(data, dict):
-                            model(**data, mode='tensor')
+                            model(**data, mode=mode)
                         else:
-                            model(*data, mode='tensor')
+                            model(*data, mode=mode)
 
-                stats = collect_dependence(self.layers, self._make_stats, run_forward)
+                first = 'loss' if self.forward_mode == 'loss' else 'tensor'
+                stats = collect_dependence(self.layers, self._make_stats,
+                                           lambda: run_forward(first))
+                idle = OrderedDict((n, self.layers[n]) for n, acc in stats.items()
+                                   if int(acc.calls) == 0)
+                if idle and self.forward_mode == 'auto':
+                    stats.update(collect_dependence(idle, self._make_stats,
+                                                    lambda: run_forward('loss')))
         finally:
             for m, training in flags:
                 m.training = training
