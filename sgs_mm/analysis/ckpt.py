@@ -1,0 +1,67 @@
+"""Reading mmengine checkpoints for the analysis tools."""
+import os.path as osp
+import pickle
+from typing import Dict, Optional
+
+import torch
+
+from .errors import AnalysisInputError
+
+
+def load_checkpoint(path: str, trusted: bool = False) -> dict:
+    """Load a checkpoint on the CPU.
+
+    ``weights_only=True`` by default: ``import sgs_mm`` allow-lists the
+    globals mmengine checkpoints need (``sgs_mm/compat/torch_load.py``).
+    ``trusted=True`` loads with the full unpickler, for checkpoints holding
+    other objects (only for files you trust).
+
+    Raises:
+        AnalysisInputError: the file is missing or is not a torch checkpoint.
+    """
+    import sgs_mm  # noqa: F401  (registers the torch.load allow-list)
+    if not osp.isfile(path):
+        raise AnalysisInputError(f'{path}: no such checkpoint file')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = '' if trusted else (' (weights-only loading refused it; pass --trust to load '
+                                   'it with the full unpickler if you trust the file)')
+        raise AnalysisInputError(f'{path}: cannot load as a torch checkpoint{hint}: '
+                                 f'{first}') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise AnalysisInputError(f'{path}: not a torch checkpoint ({type(e).__name__}: '
+                                 f'{str(e).strip().splitlines()[0] if str(e).strip() else ""})'
+                                 ) from None
+    if not isinstance(ckpt, dict):
+        raise AnalysisInputError(f'{path}: expected a checkpoint dict, got a '
+                                 f'{type(ckpt).__name__}')
+    return ckpt
+
+
+def state_dict_of(ckpt: dict) -> Dict[str, torch.Tensor]:
+    """The model weights: ``ckpt['state_dict']`` (mmengine) or the dict itself."""
+    sd = ckpt.get('state_dict', ckpt)
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def checkpoint_step(ckpt: dict) -> Dict[str, Optional[int]]:
+    """``{'epoch': .., 'iter': ..}`` from the mmengine ``meta`` (None where absent)."""
+    meta = ckpt.get('meta') or {}
+    return {'epoch': meta.get('epoch'), 'iter': meta.get('iter')}
+
+
+def last_checkpoint_of(work_dir: str) -> Optional[str]:
+    """The checkpoint named by ``<work_dir>/last_checkpoint``, if it exists."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None
+    with open(marker) as f:
+        path = f.read().strip()
+    if path and not osp.isabs(path):
+        path = osp.join(work_dir, path)
+    if path and not osp.isfile(path):  # a work_dir moved after training
+        moved = osp.join(work_dir, osp.basename(path))
+        path = moved if osp.isfile(moved) else path
+    return path if path and osp.isfile(path) else None
