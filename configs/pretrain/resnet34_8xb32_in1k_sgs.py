@@ -1,0 +1,3 @@
+# ResNet-34, mmpretrain's standard recipe, with SGS (paper's ImageNet
+# settings: every 5 epochs, 2 batches, warm-up 1 epoch, diag_removal).
+_base_ = ['./resnet34_8xb32_in1k.py', '../_base_/sgs_imagenet.py']
