@@ -71,7 +71,8 @@ def heatmap_grid(row_names: Sequence[str], col_names: Sequence[str],
             ranges[gid] = (lo, hi if hi > lo else lo + 1e-6)
     if not ranges:
         raise ValueError('heatmap_grid: no matrix to draw')
-    labels = list(cbar_label) if isinstance(cbar_label, (list, tuple)) else [cbar_label] * len(order)
+    labels = (list(cbar_label) if isinstance(cbar_label, (list, tuple))
+              else [cbar_label] * len(order))
     label_w = min(0.08 * max(len(n) for n in row_names), 2.6)
     fig = _figure(label_w + 1.9 * nc + 1.1, 1.9 * nr + (0.7 if title else 0.3))
     axes = np.atleast_2d(fig.subplots(nr, nc, squeeze=False))

@@ -49,8 +49,9 @@ def markdown_table(labels, paths, summaries, metric, loss_key='loss') -> str:
     for label, path, s in zip(labels, paths, summaries):
         best = ('n/a' if s['best_metric'] is None
                 else f'{_fmt(s["best_metric"])} ({s["best_step"]})')
-        lines.append(f'| {label} | {path} | {s["last_step"] if s["last_step"] is not None else "n/a"}'
-                     f' | {_fmt(s["final_loss"])} | {_fmt(s["final_metric"])} | {best} |')
+        iters = 'n/a' if s['last_step'] is None else s['last_step']
+        lines.append(f'| {label} | {path} | {iters} | {_fmt(s["final_loss"])} | '
+                     f'{_fmt(s["final_metric"])} | {best} |')
     if metric and all(s['final_metric'] is not None for s in summaries):
         delta = summaries[1]['final_metric'] - summaries[0]['final_metric']
         lines.append('')
