@@ -207,3 +207,17 @@ def test_k_transform_and_fixed_reparam():
     assert rep.mean().item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match='does not fit'):
         reparam_scaling([(5, 5)], (3, 3))
+
+
+def test_per_displacement_ranges_that_differ_from_the_map_are_binned_exactly():
+    # channel 0's maximum sits in the last row: P crops of downward displacements
+    # miss it, so their range differs from the map's (shared bin indices cannot
+    # be reused there) while channel 1 still shares them.
+    x = smooth(2, 2, 9, 9, seed=11)
+    x[1, 0, -1, 4] = 10.0
+    conv = nn.Conv2d(2, 2, 3, padding=0)
+    acc, g = estimate(conv, [x])
+    match = torch.cat([acc.match_p, acc.match_q])
+    assert bool((match.any(1) & ~match.all(1)).any())  # shared and own bins in one crop
+    ref = loop_scaling(x.numpy(), (3, 3))
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)

@@ -5,7 +5,7 @@ exactly across batches and ranks. S = max(r, 0), NaN for a constant variable.
 """
 import torch
 
-from .dependence_base import SUM, DependenceStats
+from .dependence_base import SUM, DependenceStats, is_all_finite
 
 
 class AutocorrStats(DependenceStats):
@@ -20,7 +20,7 @@ class AutocorrStats(DependenceStats):
 
     def update(self, pass_idx, x):
         x = x.detach()
-        all_finite = bool(torch.isfinite(x).all())
+        all_finite = is_all_finite(x)
         self.calls += 1
         dims = (0, 2, 3)
         for d, p, q in self.geometry.pairs(x, self.max_elems):

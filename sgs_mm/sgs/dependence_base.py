@@ -17,6 +17,12 @@ from .geometry import PairGeometry
 SUM, MIN, MAX = 'sum', 'min', 'max'
 
 
+def is_all_finite(x: torch.Tensor) -> bool:
+    """True when every value is finite (one reduction; a sum that overflows
+    to Inf only sends the data down the slower masked path)."""
+    return bool(torch.isfinite(x.sum()))
+
+
 class DependenceStats:
     """Base class of the per-layer accumulators (see module docstring).
 

@@ -70,28 +70,39 @@ class PairGeometry:
             return x
         return F.pad(x, (left, right, top, bottom), mode='constant', value=0.0)
 
-    def pairs(self, x: torch.Tensor, max_elems: int
-              ) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
-        """Yield ``(d, P, Q)`` for every displacement ``d`` of the half window.
+    def crops(self, hp: int, wp: int) -> List[Tuple[int, Tuple[slice, slice], Tuple[slice, slice]]]:
+        """``(d, P window, Q window)`` slices into a padded (.., hp, wp) map.
 
-        ``P = Xp[n, c, y, x]`` and ``Q = Xp[n, c, y + a*sh, x + b*sw]`` for all
-        positions where both lie inside the zero-padded map ``Xp``. Both are
-        views of shape (n, C, h, w); the batch is split so that no chunk holds
-        more than ``max_elems`` elements (at least one sample per chunk).
+        ``P = Xp[..., y, x]`` and ``Q = Xp[..., y + a*sh, x + b*sw]`` over all
+        positions where both lie inside the map; displacements that leave no
+        pair are omitted.
         """
-        xp = self.pad(x)
-        n, c, hp, wp = xp.shape
         sh, sw = self.step
+        out = []
         for d, (a, b) in enumerate(self.displacements):
             dy, dx = a * sh, b * sw
             h, w = hp - abs(dy), wp - abs(dx)
             if h <= 0 or w <= 0:
                 continue
             y0, x0 = max(0, -dy), max(0, -dx)
-            per_sample = max(1, c * h * w)
-            chunk = max(1, max_elems // per_sample)
-            for n0 in range(0, n, chunk):
-                block = xp[n0:n0 + chunk]
-                p = block[:, :, y0:y0 + h, x0:x0 + w]
-                q = block[:, :, y0 + dy:y0 + dy + h, x0 + dx:x0 + dx + w]
-                yield d, p, q
+            out.append((d, (slice(y0, y0 + h), slice(x0, x0 + w)),
+                        (slice(y0 + dy, y0 + dy + h), slice(x0 + dx, x0 + dx + w))))
+        return out
+
+    def padded_chunks(self, x: torch.Tensor, max_elems: int) -> Iterator[torch.Tensor]:
+        """The zero-padded input in batch chunks of at most ``max_elems``
+        elements (at least one sample per chunk)."""
+        c, h, w = x.shape[1:]
+        top, bottom, left, right = self.padding
+        per_sample = max(1, c * (h + top + bottom) * (w + left + right))
+        chunk = max(1, max_elems // per_sample)
+        for n0 in range(0, x.shape[0], chunk):
+            yield self.pad(x[n0:n0 + chunk])
+
+    def pairs(self, x: torch.Tensor, max_elems: int
+              ) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
+        """Yield ``(d, P, Q)`` views for every displacement (see :meth:`crops`)
+        and batch chunk (see :meth:`padded_chunks`)."""
+        for xp in self.padded_chunks(x, max_elems):
+            for d, (py, px), (qy, qx) in self.crops(*xp.shape[-2:]):
+                yield d, xp[:, :, py, px], xp[:, :, qy, qx]

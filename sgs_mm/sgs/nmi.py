@@ -1,16 +1,25 @@
 """Normalized mutual information between displaced pixels (SGS_SPEC §2, method ``nmi``).
 
-Vectorised over samples, channels and pixels (the only Python loop runs over
-the half window's displacements and batch chunks). Two passes over the same
+Vectorised over samples, channels and pixels; the Python loop runs over the
+half window's displacements and batch chunks only. Two passes over the same
 batches: pass 0 finds, per (displacement, channel), the value ranges of P and
-Q and the pair count (which sets the Sturges bin count), pass 1 counts the
+Q and the pair count (which sets the Sturges bin count); pass 1 counts the
 joint histograms. Both merge exactly across batches and ranks (MIN/MAX/SUM).
+
+Speed: P and Q of every displacement are crops of the same padded map, and
+their ranges and bin counts are nearly always those of the whole map. Pass 1
+therefore bins every pixel once per channel with the map's range and the
+channel's most common bin count, and reuses those indices for each
+displacement whose (range, bins) match exactly; only the (displacement,
+channel) entries that differ are binned again with their own parameters. The
+result is bit-identical to binning each pair set separately.
 """
 import math
+from typing import Optional
 
 import torch
 
-from .dependence_base import MAX, MIN, SUM, DependenceStats
+from .dependence_base import MAX, MIN, SUM, DependenceStats, is_all_finite
 
 
 def sturges_bins(n_pairs: torch.Tensor) -> torch.Tensor:
@@ -20,20 +29,23 @@ def sturges_bins(n_pairs: torch.Tensor) -> torch.Tensor:
     return torch.where(n_pairs > 0, bins, torch.zeros_like(bins)).to(torch.int64)
 
 
-def bin_index(v: torch.Tensor, vmin: torch.Tensor, vmax: torch.Tensor,
-              bins: torch.Tensor) -> torch.Tensor:
-    """Uniform bin of each value, ``floor((v - min) * bins / (max - min))``.
+def bin_index(v: torch.Tensor, vmin: torch.Tensor, vmax: torch.Tensor, bins: torch.Tensor,
+              dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """Uniform bin of each value, ``floor((v - min) * (bins / (max - min)))``.
 
     Computed in float64 like the reference's histogram; the max falls into the
     last bin (included), a constant variable (max == min) into bin 0.
     ``vmin``, ``vmax``, ``bins`` broadcast against ``v`` (per channel).
     """
     span = vmax - vmin
-    scale = torch.where(span > 0, bins.to(torch.float64) / torch.where(span > 0, span, 1.0),
+    positive = span > 0
+    scale = torch.where(positive, bins.to(torch.float64) / torch.where(positive, span, 1.0),
                         torch.zeros_like(span))
-    idx = torch.floor((v.to(torch.float64) - vmin) * scale)
     last = (bins - 1).clamp_min(0).to(torch.float64)
-    return torch.minimum(idx.clamp_min(0), last).to(torch.int64)
+    idx = v.to(torch.float64, copy=True)
+    idx.sub_(vmin).mul_(scale).floor_()
+    idx.clamp_(min=torch.zeros_like(last), max=last)
+    return idx.to(dtype)
 
 
 def entropies(hist: torch.Tensor):
@@ -70,65 +82,109 @@ class NMIStats(DependenceStats):
         self.p_max = torch.full(shape, -math.inf, **f64)
         self.q_min = torch.full(shape, math.inf, **f64)
         self.q_max = torch.full(shape, -math.inf, **f64)
+        # range of every counted value of the whole map, per channel
+        self.c_min = torch.full((channels, ), math.inf, **f64)
+        self.c_max = torch.full((channels, ), -math.inf, **f64)
         self.n_pairs = torch.zeros(shape, dtype=torch.int64, device=self.device)
-        self.bins = None
-        self.hist = None
-        self._all_finite = True
+        self.bins = self.hist = None
 
-    # -- pass 0: ranges and counts; pass 1: joint histograms -------------
+    # ------------------------------------------------------------- passes
     def update(self, pass_idx: int, x: torch.Tensor) -> None:
         x = x.detach()
-        all_finite = bool(torch.isfinite(x).all())
+        all_finite = is_all_finite(x)
         if pass_idx == 0:
             self.calls += 1
-        for d, p, q in self.geometry.pairs(x, self.max_elems):
-            mask = None
-            if not all_finite:
-                mask = self._count_nonfinite(d, p, q) if pass_idx == 0 else \
-                    torch.isfinite(p) & torch.isfinite(q)
-            if self.diag_removal:
-                nonzero = (p != 0) & (q != 0)
-                mask = nonzero if mask is None else mask & nonzero
+        for xp in self.geometry.padded_chunks(x, self.max_elems):
+            crops = self.geometry.crops(*xp.shape[-2:])
+            valid = self._valid_map(xp, all_finite)
             if pass_idx == 0:
-                self._update_ranges(d, p, q, mask)
+                self._update_ranges(xp, crops, valid, all_finite)
             else:
-                self._update_hist(d, p, q, mask)
+                self._update_hist(xp, crops, valid)
 
-    def _update_ranges(self, d, p, q, mask):
+    def _valid_map(self, xp, all_finite) -> Optional[torch.Tensor]:
+        """Values that may be counted (None: all of them)."""
+        valid = None if all_finite else torch.isfinite(xp)
+        if self.diag_removal:
+            nonzero = xp != 0
+            valid = nonzero if valid is None else valid & nonzero
+        return valid
+
+    def _update_ranges(self, xp, crops, valid, all_finite):
         dims = (0, 2, 3)
-        if mask is None:
-            self.n_pairs[d] += p.shape[0] * p.shape[2] * p.shape[3]
-            for stat, v, fn in ((self.p_min, p, torch.amin), (self.p_max, p, torch.amax),
-                                (self.q_min, q, torch.amin), (self.q_max, q, torch.amax)):
-                cur = fn(v, dim=dims).to(torch.float64)
-                stat[d] = torch.minimum(stat[d], cur) if fn is torch.amin else \
-                    torch.maximum(stat[d], cur)
+        n = xp.shape[0]
+        if valid is None:
+            # per-pixel extremes over the batch first, then each crop's: the
+            # data is read once whatever the number of displacements
+            lo, hi = torch.aminmax(xp, dim=0)
+            lo, hi = lo.double(), hi.double()
+            self.c_min = torch.minimum(self.c_min, lo.amin((1, 2)))
+            self.c_max = torch.maximum(self.c_max, hi.amax((1, 2)))
+            for d, (py, px), (qy, qx) in crops:
+                self.n_pairs[d] += n * (py.stop - py.start) * (px.stop - px.start)
+                self.p_min[d] = torch.minimum(self.p_min[d], lo[:, py, px].amin((1, 2)))
+                self.p_max[d] = torch.maximum(self.p_max[d], hi[:, py, px].amax((1, 2)))
+                self.q_min[d] = torch.minimum(self.q_min[d], lo[:, qy, qx].amin((1, 2)))
+                self.q_max[d] = torch.maximum(self.q_max[d], hi[:, qy, qx].amax((1, 2)))
             return
-        self.n_pairs[d] += mask.sum(dim=dims)
-        inf = torch.tensor(math.inf, dtype=p.dtype, device=p.device)
-        self.p_min[d] = torch.minimum(self.p_min[d], torch.where(mask, p, inf).amin(dims).double())
-        self.p_max[d] = torch.maximum(self.p_max[d], torch.where(mask, p, -inf).amax(dims).double())
-        self.q_min[d] = torch.minimum(self.q_min[d], torch.where(mask, q, inf).amin(dims).double())
-        self.q_max[d] = torch.maximum(self.q_max[d], torch.where(mask, q, -inf).amax(dims).double())
+        inf = torch.tensor(math.inf, dtype=xp.dtype, device=xp.device)
+        self.c_min = torch.minimum(self.c_min, torch.where(valid, xp, inf).amin(dims).double())
+        self.c_max = torch.maximum(self.c_max, torch.where(valid, xp, -inf).amax(dims).double())
+        finite = None if all_finite else torch.isfinite(xp)
+        for d, (py, px), (qy, qx) in crops:
+            p, q = xp[:, :, py, px], xp[:, :, qy, qx]
+            mask = valid[:, :, py, px] & valid[:, :, qy, qx]
+            if finite is not None:
+                both = finite[:, :, py, px] & finite[:, :, qy, qx]
+                self.nonfinite[d] += (~both).sum(dims)
+            self.n_pairs[d] += mask.sum(dims)
+            self.p_min[d] = torch.minimum(self.p_min[d], torch.where(mask, p, inf).amin(dims).double())
+            self.p_max[d] = torch.maximum(self.p_max[d], torch.where(mask, p, -inf).amax(dims).double())
+            self.q_min[d] = torch.minimum(self.q_min[d], torch.where(mask, q, inf).amin(dims).double())
+            self.q_max[d] = torch.maximum(self.q_max[d], torch.where(mask, q, -inf).amax(dims).double())
 
-    def _update_hist(self, d, p, q, mask):
+    def _update_hist(self, xp, crops, valid):
         c, nb = self.channels, self.num_bins
         view = (1, c, 1, 1)
-        bins = self.bins[d].view(view)
-        ip = bin_index(p, self.p_min[d].view(view), self.p_max[d].view(view), bins)
-        iq = bin_index(q, self.q_min[d].view(view), self.q_max[d].view(view), bins)
-        chan = torch.arange(c, device=p.device).view(view) * (nb * nb)
-        joint = chan + ip * nb + iq
+        shared = None
+        if bool((self.match_p | self.match_q).any()):
+            shared = bin_index(xp, self.c_min.view(view), self.c_max.view(view),
+                               self.common_bins.view(view), torch.int32)
+        chan = (torch.arange(c, device=xp.device, dtype=torch.int32) * (nb * nb)).view(view)
         sentinel = c * nb * nb
-        if mask is not None:
-            joint = torch.where(mask, joint, torch.full_like(joint, sentinel))
-        counts = torch.bincount(joint.reshape(-1), minlength=sentinel + 1)[:sentinel]
-        self.hist[d] += counts.view(c, nb, nb)
+        for d, pw, qw in crops:
+            ip = self._indices(xp, shared, d, pw, self.match_p[d], self.p_min, self.p_max)
+            iq = self._indices(xp, shared, d, qw, self.match_q[d], self.q_min, self.q_max)
+            joint = ip * nb
+            joint += iq
+            joint += chan
+            if valid is not None:
+                keep = valid[:, :, pw[0], pw[1]] & valid[:, :, qw[0], qw[1]]
+                joint.masked_fill_(~keep, sentinel)
+            counts = torch.bincount(joint.reshape(-1), minlength=sentinel + 1)[:sentinel]
+            self.hist[d] += counts.view(c, nb, nb)
 
+    def _indices(self, xp, shared, d, window, match, vmin, vmax):
+        """Bin indices of one crop: the shared ones where (range, bins) match."""
+        if shared is not None and bool(match.all()):
+            return shared[:, :, window[0], window[1]]
+        region = xp[:, :, window[0], window[1]]
+        if shared is None or not bool(match.any()):
+            v = (1, self.channels, 1, 1)
+            return bin_index(region, vmin[d].view(v), vmax[d].view(v), self.bins[d].view(v),
+                             torch.int32)
+        out = shared[:, :, window[0], window[1]].clone()
+        bad = (~match).nonzero().squeeze(1)
+        v = (1, -1, 1, 1)
+        out[:, bad] = bin_index(region[:, bad], vmin[d, bad].view(v), vmax[d, bad].view(v),
+                                self.bins[d, bad].view(v), torch.int32)
+        return out
+
+    # ------------------------------------------------------- reductions
     def _reductions(self, pass_idx):
         if pass_idx == 0:
-            return [(self.p_min, MIN), (self.q_min, MIN), (self.p_max, MAX),
-                    (self.q_max, MAX), (self.n_pairs, SUM)]
+            return [(self.p_min, MIN), (self.q_min, MIN), (self.c_min, MIN), (self.p_max, MAX),
+                    (self.q_max, MAX), (self.c_max, MAX), (self.n_pairs, SUM)]
         return [(self.hist, SUM)]
 
     def end_pass(self, pass_idx):
@@ -136,12 +192,18 @@ class NMIStats(DependenceStats):
             return
         self.bins = sturges_bins(self.n_pairs)
         self.num_bins = max(1, int(self.bins.max()))
+        self.common_bins = torch.mode(self.bins, dim=0).values
         shape = (self.geometry.num_displacements, self.channels, self.num_bins, self.num_bins)
         self.hist = torch.zeros(shape, dtype=torch.int64, device=self.device)
-        # keep the ranges finite where there were no pairs (those S are undefined)
+        # keep ranges finite where nothing was counted (those S are undefined)
         empty = self.n_pairs == 0
         for t in (self.p_min, self.p_max, self.q_min, self.q_max):
             t.masked_fill_(empty, 0.0)
+        for t in (self.c_min, self.c_max):
+            t.masked_fill_(~torch.isfinite(t), 0.0)
+        same = self.bins == self.common_bins
+        self.match_p = same & (self.p_min == self.c_min) & (self.p_max == self.c_max)
+        self.match_q = same & (self.q_min == self.c_min) & (self.q_max == self.c_max)
 
     def dependence(self) -> torch.Tensor:
         hist = self.hist
