@@ -146,38 +146,51 @@ class NMIStats(DependenceStats):
     def _update_hist(self, xp, crops, valid):
         c, nb = self.channels, self.num_bins
         view = (1, c, 1, 1)
-        shared = None
-        if bool((self.match_p | self.match_q).any()):
-            shared = bin_index(xp, self.c_min.view(view), self.c_max.view(view),
-                               self.common_bins.view(view), torch.int32)
+        # joint index = channel * nb² + bin(P) * nb + bin(Q); the P part is
+        # scaled and offset once per chunk, so each displacement costs one add
         chan = (torch.arange(c, device=xp.device, dtype=torch.int32) * (nb * nb)).view(view)
+        shared_q = shared_p = None
+        if bool((self.match_p | self.match_q).any()):
+            shared_q = bin_index(xp, self.c_min.view(view), self.c_max.view(view),
+                                 self.common_bins.view(view), torch.int32)
+            if bool(self.match_p.any()):
+                shared_p = shared_q * nb
+                shared_p += chan
         sentinel = c * nb * nb
         for d, pw, qw in crops:
-            ip = self._indices(xp, shared, d, pw, self.match_p[d], self.p_min, self.p_max)
-            iq = self._indices(xp, shared, d, qw, self.match_q[d], self.q_min, self.q_max)
-            joint = ip * nb
-            joint += iq
-            joint += chan
+            ip = self._indices(xp, shared_p, d, pw, self.match_p[d], self.p_min, self.p_max,
+                               nb, chan)
+            iq = self._indices(xp, shared_q, d, qw, self.match_q[d], self.q_min, self.q_max)
+            joint = ip + iq
             if valid is not None:
                 keep = valid[:, :, pw[0], pw[1]] & valid[:, :, qw[0], qw[1]]
                 joint.masked_fill_(~keep, sentinel)
             counts = torch.bincount(joint.reshape(-1), minlength=sentinel + 1)[:sentinel]
             self.hist[d] += counts.view(c, nb, nb)
 
-    def _indices(self, xp, shared, d, window, match, vmin, vmax):
-        """Bin indices of one crop: the shared ones where (range, bins) match."""
+    def _indices(self, xp, shared, d, window, match, vmin, vmax, scale=1, offset=None):
+        """``bin * scale + offset`` of one crop, from the shared indices where
+        (range, bins) match and from the crop's own parameters elsewhere."""
         if shared is not None and bool(match.all()):
             return shared[:, :, window[0], window[1]]
         region = xp[:, :, window[0], window[1]]
         if shared is None or not bool(match.any()):
-            v = (1, self.channels, 1, 1)
-            return bin_index(region, vmin[d].view(v), vmax[d].view(v), self.bins[d].view(v),
-                             torch.int32)
-        out = shared[:, :, window[0], window[1]].clone()
-        bad = (~match).nonzero().squeeze(1)
+            own = torch.ones_like(match)
+        else:
+            own = ~match
+        everything = bool(own.all())
+        sel = slice(None) if everything else own.nonzero().squeeze(1)
         v = (1, -1, 1, 1)
-        out[:, bad] = bin_index(region[:, bad], vmin[d, bad].view(v), vmax[d, bad].view(v),
-                                self.bins[d, bad].view(v), torch.int32)
+        idx = bin_index(region if everything else region[:, sel], vmin[d, sel].view(v),
+                        vmax[d, sel].view(v), self.bins[d, sel].view(v), torch.int32)
+        if scale != 1:
+            idx *= scale
+        if offset is not None:
+            idx += offset[:, sel]
+        if everything:
+            return idx
+        out = shared[:, :, window[0], window[1]].clone()
+        out[:, sel] = idx
         return out
 
     # ------------------------------------------------------- reductions
