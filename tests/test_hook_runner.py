@@ -218,3 +218,25 @@ def test_load_from_without_resume_does_not_carry_g(tmp_path):
     second.train()
     for g in sgs_hook(second).scales().values():
         assert torch.equal(g, torch.ones_like(g))
+
+
+def test_conv_that_never_runs_keeps_g_and_is_reported(tmp_path):
+    from mmengine.registry import MODELS
+    from toy_runner import SGSToyNet
+
+    @MODELS.register_module(force=True)
+    class SGSToyNetWithSpare(SGSToyNet):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.spare = torch.nn.Conv2d(8, 8, 3, padding=1)  # never called
+
+    hook = dict(type='SpatialGradScalingHook', warmup=0, interval=1)
+    runner = make_runner(tmp_path, hook=hook, max_epochs=2, model=dict(type='SGSToyNetWithSpare'))
+    runner.train()
+    h = sgs_hook(runner)
+    assert h.num_refreshes == 2
+    assert torch.equal(h.scales()['spare'], torch.ones(3, 3, dtype=torch.float64))
+    assert not torch.equal(h.scales()['conv1'], torch.ones(3, 3, dtype=torch.float64))
+    assert h._reported_idle == {'spare'}
+    log = next(tmp_path.glob('*/*.log')).read_text()
+    assert log.count('did not run during the refresh') == 1
