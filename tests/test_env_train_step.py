@@ -1,36 +1,15 @@
 """One real training step of each model family the project targets, built from
 the configs the OpenMMLab packages ship (nothing is downloaded)."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData, PixelData
 
-
-def _shipped_config(package: str, rel: str) -> Config:
-    """Load a config shipped inside an installed OpenMMLab package."""
-    mod = __import__(package)
-    path = Path(mod.__file__).parent / '.mim' / 'configs' / rel
-    assert path.is_file(), f'{package} does not ship {rel}'
-    return Config.fromfile(str(path))
-
-
-def _no_syncbn(obj):
-    """Replace SyncBN by BN everywhere in a config (single CPU process)."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key == 'type' and value == 'SyncBN':
-                obj[key] = 'BN'
-            else:
-                _no_syncbn(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            _no_syncbn(value)
-    return obj
+from mm_configs import no_syncbn as _no_syncbn
+from mm_configs import shipped_config as _shipped_config
 
 
 def _train_one_step(model, data):

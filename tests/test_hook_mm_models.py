@@ -2,35 +2,15 @@
 fixtures: PSPNet-R18-D8 (mmseg, iteration-based, dilated convs) and
 SimpleBaseline-R18 (mmpose). Every eligible conv must get a G that is not all
 ones."""
-from pathlib import Path
-
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.runner import Runner
 
 import sgs_mm
 from conftest import fixtures_dir
+from mm_configs import no_syncbn, shipped_config
 
 HOOK = dict(type='SpatialGradScalingHook', warmup=0, interval=2, num_batches=1)
-
-
-def shipped(package, rel):
-    mod = __import__(package)
-    return Config.fromfile(str(Path(mod.__file__).parent / '.mim' / 'configs' / rel))
-
-
-def replace_syncbn(obj):
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key == 'type' and value == 'SyncBN':
-                obj[key] = 'BN'
-            else:
-                replace_syncbn(value)
-    elif isinstance(obj, list):
-        for value in obj:
-            replace_syncbn(value)
-    return obj
 
 
 def common(cfg, work_dir, max_iters):
@@ -70,9 +50,9 @@ def fixtures():
 
 @pytest.mark.slow
 def test_pspnet_r18_d8_all_convs_scaled(fixtures, tmp_path):
-    cfg = shipped('mmseg', 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+    cfg = shipped_config('mmseg', 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py')
     cfg = common(cfg, tmp_path, max_iters=3)
-    cfg.model = replace_syncbn(cfg.model.to_dict())
+    cfg.model = no_syncbn(cfg.model.to_dict())
     cfg.model['pretrained'] = None
     cfg.model['backbone']['init_cfg'] = None
     cfg.model['data_preprocessor']['size'] = (64, 128)
@@ -98,7 +78,7 @@ def test_pspnet_r18_d8_all_convs_scaled(fixtures, tmp_path):
 
 @pytest.mark.slow
 def test_simplebaseline_r18_all_convs_scaled(fixtures, tmp_path):
-    cfg = shipped('mmpose', 'body_2d_keypoint/topdown_heatmap/mpii/'
+    cfg = shipped_config('mmpose', 'body_2d_keypoint/topdown_heatmap/mpii/'
                   'td-hm_res50_8xb64-210e_mpii-256x256.py')
     cfg = common(cfg, tmp_path, max_iters=3)
     codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(16, 16), sigma=2)
