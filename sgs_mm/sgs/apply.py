@@ -27,12 +27,14 @@ class ScalingApplier:
             for name, w in self.weights.items())
         self._handles = []
         self._saved = {}
+        self._cast = {}  # (name, dtype) -> G in a gradient's dtype
         self.active = False  # G is all ones until the first set()
 
     # -- G ----------------------------------------------------------------
     @torch.no_grad()
     def set(self, name: str, g: torch.Tensor) -> None:
         self.scales[name].copy_(g.to(self.scales[name]))
+        self._cast = {key: t for key, t in self._cast.items() if key[0] != name}
         self.active = True
 
     # -- attaching ---------------------------------------------------------
@@ -52,12 +54,15 @@ class ScalingApplier:
         self._handles = []
 
     def _grad_hook(self, name):
-        scale = self.scales[name]
 
         def hook(grad):
             if not self.active:
                 return grad
-            return grad * scale.to(grad.dtype)
+            key = (name, grad.dtype)
+            scale = self._cast.get(key)
+            if scale is None:
+                scale = self._cast[key] = self.scales[name].to(grad.dtype)
+            return grad * scale
         return hook
 
     def _owned(self, optimizer):
