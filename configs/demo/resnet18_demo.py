@@ -68,7 +68,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+# validation runs once, by tools/test.py on the final checkpoint (set
+# train_cfg.val_interval=1 to validate during training)
+train_cfg = dict(
+    by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs + 1)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(
