@@ -32,6 +32,10 @@ model = dict(
     backbone=dict(
         type='ResNet',
         depth=18,
+        # mmpose's ResNet zero-initialises the last BN of each block after
+        # init unless init_cfg.type == 'Pretrained': off, it would overwrite
+        # the loaded weights
+        zero_init_residual=False,
         init_cfg=dict(
             type='StrictPretrained', checkpoint=None, prefix='backbone.')),
     head=dict(

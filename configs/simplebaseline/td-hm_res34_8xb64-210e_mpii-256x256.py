@@ -19,6 +19,10 @@ pretrained = 'work_dirs/resnet34_8xb32-paper120e_in1k/epoch_120.pth'
 model = dict(
     backbone=dict(
         depth=34,
+        # mmpose's ResNet zero-initialises the last BN of each block after
+        # init unless init_cfg.type == 'Pretrained': off, it would overwrite
+        # the loaded weights
+        zero_init_residual=False,
         init_cfg=dict(
             _delete_=True,
             type='StrictPretrained',

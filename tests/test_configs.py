@@ -1,0 +1,228 @@
+"""Every config in configs/ parses and builds its model on CPU (no weight
+downloads); the SGS fragment is one _base_ line and --cfg-options can switch
+it; pretrain checkpoints load into PSPNet and SimpleBaseline backbones with
+zero missing/unexpected keys; missing data errors name the path."""
+import importlib.util
+import os.path as osp
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC_DIRS = ('pipeline', )
+
+
+def _model_configs():
+    out = []
+    for p in sorted((REPO / 'configs').rglob('*.py')):
+        rel = p.relative_to(REPO / 'configs')
+        if rel.parts[0] in ('_base_', ) + SPEC_DIRS or \
+                p.name.startswith('pipeline'):
+            continue
+        out.append(str(rel))
+    return out
+
+
+def _load(rel, options=None):
+    from mmengine.config import Config
+    from sgs_mm.launch.runner import register_scope, syncbn_to_bn
+    import sgs_mm.checkpoint  # noqa: F401
+    cfg = Config.fromfile(str(REPO / 'configs' / rel))
+    if options:
+        cfg.merge_from_dict(options)
+    register_scope(cfg)
+    syncbn_to_bn(cfg.model)
+    return cfg
+
+
+def _build_model(cfg):
+    from mmengine.registry import MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model)
+
+
+def test_config_inventory():
+    cfgs = _model_configs()
+    for sub, n in (('pretrain', 12), ('pspnet', 6), ('simplebaseline', 6),
+                   ('demo', 6)):
+        assert sum(c.startswith(sub + '/') for c in cfgs) == n, sub
+
+
+@pytest.mark.parametrize('rel', _model_configs())
+def test_config_parses_and_builds(rel):
+    cfg = _load(rel)
+    assert cfg.default_scope in ('mmpretrain', 'mmseg', 'mmpose')
+    model = _build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 1e6
+    bb = cfg.model.backbone
+    assert bb.type == 'ResNet'  # plain stem everywhere (see convert_backbone)
+    if cfg.default_scope != 'mmpretrain':
+        assert bb.init_cfg.type == 'StrictPretrained'
+        assert bb.init_cfg.prefix == 'backbone.'
+    if rel.endswith('_sgs.py'):
+        hook = cfg.custom_hooks[0]
+        assert hook.type == 'SpatialGradScalingHook' and hook.enabled
+    else:
+        assert all(h.type != 'SpatialGradScalingHook'
+                   for h in cfg.get('custom_hooks', []))
+
+
+def test_paper_recipe_settings():
+    cfg = _load('pretrain/resnet34_8xb32-paper120e_in1k_sgs.py')
+    assert cfg.train_cfg.max_epochs == 120
+    assert cfg.param_scheduler.type == 'CosineAnnealingLR'
+    assert cfg.optim_wrapper.optimizer.lr == 0.1
+    assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+    assert any(t.type == 'ColorJitter'
+               for t in cfg.train_dataloader.dataset.pipeline)
+    h = cfg.custom_hooks[0]
+    assert (h.interval, h.warmup, h.num_batches, h.diag_removal,
+            h.k) == (5, 1, 2, True, 5)
+
+
+def test_sgs_fragment_is_one_base_line_and_switchable(tmp_path):
+    from mmengine.config import Config
+    from mmengine.registry import HOOKS
+    import sgs_mm  # noqa: F401
+    cfg_file = tmp_path / 'r18_sgs.py'
+    cfg_file.write_text(
+        "_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py', "
+        f"'{REPO / 'configs' / '_base_' / 'sgs.py'}']\n")
+    cfg = Config.fromfile(str(cfg_file))
+    assert cfg.custom_hooks[0].type == 'SpatialGradScalingHook'
+    assert 'sgs_mm' in cfg.custom_imports.imports
+    hook = HOOKS.build(dict(cfg.custom_hooks[0]))
+    assert type(hook).__name__ == 'SpatialGradScalingHook'
+    cfg.merge_from_dict({'custom_hooks.0.k': 3,
+                         'custom_hooks.0.enabled': False})
+    assert cfg.custom_hooks[0].k == 3 and cfg.custom_hooks[0].enabled is False
+    cfg.merge_from_dict({'custom_hooks': []})
+    assert cfg.custom_hooks == []
+
+
+def _pretrain_ckpt(tmp_path, depth):
+    cfg = _load(f'pretrain/resnet{depth}_8xb32_in1k.py')
+    model = _build_model(cfg)
+    torch.manual_seed(depth)
+    with torch.no_grad():  # distinguishable weights, incl. BN buffers
+        for t in list(model.parameters()) + [
+                b for b in model.buffers() if b.is_floating_point()]:
+            t.copy_(torch.randn_like(t))
+    path = tmp_path / f'r{depth}.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return path, {k[len('backbone.'):]: v for k, v in
+                  model.state_dict().items() if k.startswith('backbone.')}
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_pretrain_checkpoint_loads_into_both_downstream_backbones(
+        tmp_path, depth):
+    from sgs_mm.checkpoint import load_backbone_strict
+    ckpt, ref = _pretrain_ckpt(tmp_path, depth)
+    for rel in (f'pspnet/pspnet_r{depth}-d8_4xb2-80k_cityscapes-512x1024.py',
+                f'simplebaseline/td-hm_res{depth}_8xb64-210e_mpii-256x256.py'):
+        cfg = _load(rel, {'model.backbone.init_cfg.checkpoint': str(ckpt)})
+        model = _build_model(cfg)
+        own = set(model.backbone.state_dict())
+        assert own == set(ref), (sorted(own ^ set(ref))[:5])  # 0 missing/unexp.
+        model.init_weights()  # StrictPretrained through mmengine's init path
+        got = model.backbone.state_dict()
+        for k, v in ref.items():
+            assert torch.equal(got[k], v), (rel, k)
+        info = load_backbone_strict(model.backbone, str(ckpt))
+        assert info['loaded'] == len(ref)
+
+
+def test_deep_stem_conversion_and_strict_mismatch(tmp_path):
+    """mmpretrain ResNetV1c (ConvModule stem) -> mmseg ResNetV1c (Sequential
+    stem) converts with all weights equal; plain -> deep stem raises."""
+    import mmpretrain.models  # noqa: F401
+    import mmseg.models  # noqa: F401
+    from mmpretrain.registry import MODELS as CLS
+    from mmseg.registry import MODELS as SEG
+    from mmengine.registry import DefaultScope
+    from sgs_mm.checkpoint import BackboneKeyMismatch, load_backbone_strict
+
+    def build(scope, reg, cfg):  # registries follow the current scope
+        with DefaultScope.overwrite_default_scope(scope):
+            return reg.build(cfg)
+
+    src = build('mmpretrain', CLS, dict(type='ResNetV1c', depth=18))
+    for t in src.parameters():
+        torch.nn.init.normal_(t)
+    sd = {'backbone.' + k: v for k, v in src.state_dict().items()}
+    dst = build('mmseg', SEG, dict(type='ResNetV1c', depth=18))
+    info = load_backbone_strict(dst, dict(state_dict=sd))
+    assert (info['src_stem'], info['dst_stem']) == ('convmodule',
+                                                    'sequential')
+    assert torch.equal(dst.stem[0].weight, src.stem[0].conv.weight)
+    assert torch.equal(dst.stem[7].bias, src.stem[2].bn.bias)
+    plain = build('mmseg', SEG, dict(type='ResNet', depth=18))
+    with pytest.raises(BackboneKeyMismatch, match='architectures differ'):
+        load_backbone_strict(plain, dict(state_dict=sd))
+    r34 = build('mmseg', SEG, dict(type='ResNet', depth=34))
+    plain_sd = {'backbone.' + k: v for k, v in plain.state_dict().items()}
+    with pytest.raises(BackboneKeyMismatch, match='missing'):
+        load_backbone_strict(r34, dict(state_dict=plain_sd))
+
+
+def test_strict_pretrained_without_checkpoint_names_the_option():
+    cfg = _load('demo/pspnet_r18-d8_demo.py')
+    model = _build_model(cfg)
+    with pytest.raises(FileNotFoundError,
+                       match='model.backbone.init_cfg.checkpoint'):
+        model.init_weights()
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(
+        f'_tool_{name}', REPO / 'tools' / f'{name}.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize('rel,root_key,expect', [
+    ('pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py', 'data_root',
+     'dataset_converters/cityscapes.py'),
+    ('simplebaseline/td-hm_res18_8xb64-210e_mpii-256x256.py', 'data_root',
+     'mpii_gt_val.mat'),
+    ('pretrain/resnet18_8xb32_in1k.py', 'data_root', 'meta/train.txt'),
+])
+def test_missing_data_error_names_path_and_prepare_step(
+        tmp_path, monkeypatch, rel, root_key, expect):
+    from sgs_mm.launch import DatasetNotFoundError
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    train = _tool('train')
+    with pytest.raises(DatasetNotFoundError) as exc:
+        train.main([str(REPO / 'configs' / rel), '--work-dir',
+                    str(tmp_path / 'wd')])
+    msg = str(exc.value)
+    assert expect in msg
+    assert "'data/" in msg  # the expected path
+
+
+def test_missing_labeltrainids_and_headbox_are_reported(tmp_path):
+    from sgs_mm.launch import DatasetNotFoundError, check_dataset_cfg
+    root = tmp_path / 'cityscapes'
+    for sub in ('leftImg8bit/val/x', 'gtFine/val/x'):
+        (root / sub).mkdir(parents=True)
+    (root / 'gtFine/val/x/a_gtFine_labelIds.png').write_bytes(b'')
+    ds = dict(type='CityscapesDataset', data_root=str(root),
+              data_prefix=dict(img_path='leftImg8bit/val',
+                               seg_map_path='gtFine/val'))
+    with pytest.raises(DatasetNotFoundError, match='labelTrainIds'):
+        check_dataset_cfg(ds)
+    mpii = tmp_path / 'mpii'
+    (mpii / 'annotations').mkdir(parents=True)
+    (mpii / 'images').mkdir()
+    (mpii / 'annotations/mpii_val.json').write_text('[]')
+    ds = dict(type='MpiiDataset', data_root=str(mpii),
+              ann_file='annotations/mpii_val.json',
+              data_prefix=dict(img='images/'),
+              headbox_file=str(mpii / 'annotations/mpii_gt_val.mat'))
+    with pytest.raises(DatasetNotFoundError,
+                       match=r'head-box file .*mpii_gt_val\.mat'):
+        check_dataset_cfg(ds)
