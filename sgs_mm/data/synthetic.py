@@ -375,9 +375,8 @@ def make_mpii(root: str,
                     headboxes_src=np.transpose(np.array(headboxes), [1, 2, 0]),
                     pos_gt_src=np.transpose(np.array(joints_all), [2, 1, 0]),
                     jnt_visible=np.array(vis_all).T.astype(np.uint8),
-                    dataset_joints=np.array(
-                        [[np.array([name]) for name in MPII_JOINTS]],
-                        dtype=object)))
+                    dataset_joints=np.array([list(MPII_JOINTS)],
+                                            dtype=object)))
         counts[split] = n
     return counts
 
