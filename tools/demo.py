@@ -9,7 +9,7 @@ the real ImageNet / Cityscapes / MPII on-disk formats generated here.
    draws the G heatmaps of the SGS stages (<stage>/sgs_g.png from
    sgs_g_history.json).
 
-Finished stages are skipped on a rerun; --force reruns everything.
+Finished stages are skipped on a rerun (new data or --force reruns all).
 """
 import argparse
 import json
@@ -33,12 +33,13 @@ def ensure_data(root: str, seed: int) -> None:
         with open(stamp) as f:
             if json.load(f) == want:
                 print(f'[demo] data: {root} (generated before)')
-                return
+                return False
     t0 = time.time()
     counts = make_all(root, seed=seed)
     with open(stamp, 'w') as f:
         json.dump(want, f)
     print(f'[demo] data: wrote {counts} to {root} in {time.time() - t0:.1f}s')
+    return True
 
 
 def main(argv=None):
@@ -52,7 +53,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     os.chdir(REPO)
     t_start = time.time()
-    ensure_data(args.data_root, args.seed)
+    fresh = ensure_data(args.data_root, args.seed)
     from sgs_mm.launch.pipeline import (load_spec, markdown_tables,
                                         run_pipeline)
     spec = load_spec(osp.join('configs', 'demo', 'pipeline_demo.py'))
@@ -60,7 +61,7 @@ def main(argv=None):
     if args.data_root != 'data/demo':
         raise SystemExit('--data-root other than data/demo: run '
                          'tools/pipeline.py with --cfg-options instead')
-    results = run_pipeline(spec, work_root=args.work_root, force=args.force,
+    results = run_pipeline(spec, work_root=args.work_root, force=args.force or fresh,
                            quiet=not args.verbose, cfg_options=extra)
     # G heatmaps of the SGS stages
     for r in results['stages']:
