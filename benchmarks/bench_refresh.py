@@ -197,8 +197,8 @@ def main(argv=None):
                                  device)
         diff = max(float((ours[n].cpu().double() - torch.as_tensor(loop[n])).abs().max())
                    for n in layers)
-        print(f'loop: refresh {t_loop:.2f} s; peak extra memory '
-              f'{mem_loop.extra / 2**20:.0f} MiB')
+        print(f'loop: refresh {t_loop:.2f} s; peak memory {mem_loop.extra / 2**20:.0f} MiB '
+              f'(forward + every layer\'s input kept until the loop runs)')
         print(f'speed-up {t_loop / t_ours:.1f}x; max |G_ours - G_loop| = {diff:.2e}')
 
     model.train()
