@@ -41,7 +41,9 @@ def _digest(root: Path):
 
 
 def test_generation_is_deterministic(demo_root, tmp_path):
+    import time
     from sgs_mm.data.synthetic import make_all
+    time.sleep(1.1)  # a time stamp anywhere (e.g. the .mat header) would show
     make_all(str(tmp_path / 'again'), seed=0, **SMALL)
     assert _digest(demo_root) == _digest(tmp_path / 'again')
     make_all(str(tmp_path / 'other'), seed=1, **SMALL)

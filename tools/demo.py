@@ -22,7 +22,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-DATA_VERSION = 3  # bump when sgs_mm.data.synthetic changes its output
+DATA_VERSION = 4  # bump when sgs_mm.data.synthetic changes its output
 
 
 def ensure_data(root: str, seed: int) -> None:

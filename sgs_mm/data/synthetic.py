@@ -319,6 +319,15 @@ def _draw_figure(img: np.ndarray, rng: np.random.Generator, j: np.ndarray,
     return np.array([head_c - r, head_c + r])
 
 
+def _fix_mat_header(path: str) -> None:
+    """savemat stamps the creation time into the 116-byte text header;
+    replace it with a fixed text so the file is byte-deterministic."""
+    text = b'MATLAB 5.0 MAT-file, Platform: posix, Created by: ' \
+        b'sgs_mm.data.synthetic'
+    with open(path, 'r+b') as f:
+        f.write(text.ljust(116, b' '))
+
+
 def make_mpii(root: str,
               num_train: int = 400,
               num_val: int = 100,
@@ -369,14 +378,16 @@ def make_mpii(root: str,
                 osp.join(root, 'annotations', f'mpii_{split}.json'), 'w') as f:
             json.dump(records, f)
         if split == 'val':
+            mat_path = osp.join(root, 'annotations', 'mpii_gt_val.mat')
             savemat(
-                osp.join(root, 'annotations', 'mpii_gt_val.mat'),
+                mat_path,
                 dict(
                     headboxes_src=np.transpose(np.array(headboxes), [1, 2, 0]),
                     pos_gt_src=np.transpose(np.array(joints_all), [2, 1, 0]),
                     jnt_visible=np.array(vis_all).T.astype(np.uint8),
                     dataset_joints=np.array([list(MPII_JOINTS)],
                                             dtype=object)))
+            _fix_mat_header(mat_path)
         counts[split] = n
     return counts
 

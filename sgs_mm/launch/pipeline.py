@@ -27,6 +27,7 @@ training was interrupted, and only re-tests where only testing is missing.
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import time
@@ -192,17 +193,17 @@ def run_pipeline(spec: dict,
     for stage in spec['stages']:
         name = stage['name']
         wd = osp.join(root, name)
-        os.makedirs(wd, exist_ok=True)
         result_path = osp.join(wd, 'stage_result.json')
         done_path = osp.join(wd, 'train_done.json')
         if only and name not in only:
             if osp.isfile(result_path):
                 results.append(_read_json(result_path))
             continue
-        if force:
-            for p in (result_path, done_path):
-                if osp.isfile(p):
-                    os.remove(p)
+        if force and osp.isdir(wd) and not dry_run:
+            # a forced stage starts from scratch: checkpoints (which would be
+            # resumed), G history and results all go
+            shutil.rmtree(wd)
+        os.makedirs(wd, exist_ok=True)
         if osp.isfile(result_path):
             print(f'[pipeline] {name}: finished before, skipped '
                   f'({result_path})', flush=True)
