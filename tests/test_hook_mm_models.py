@@ -15,6 +15,7 @@ HOOK = dict(type='SpatialGradScalingHook', warmup=0, interval=2, num_batches=1)
 
 def common(cfg, work_dir, max_iters):
     cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'sgs_{work_dir.name}'  # own logger/visualizer singletons
     cfg.custom_imports = dict(imports=['sgs_mm'], allow_failed_imports=False)
     cfg.custom_hooks = [HOOK]
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=1000)

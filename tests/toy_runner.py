@@ -1,6 +1,7 @@
 """A tiny real mmengine setup (model + dataset) for hook tests."""
 import copy
 import os
+import uuid
 
 import torch
 import torch.nn as nn
@@ -91,6 +92,10 @@ def toy_cfg(work_dir, hook=None, by_epoch=True, max_epochs=4, max_iters=16, opti
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         log_level='WARNING',
         default_scope=None,
+        # mmengine names its logger and visualizer singletons after the
+        # start-up second; runners built in the same second would otherwise
+        # share them (and write each other's log and scalars files)
+        experiment_name=f'sgs_toy_{uuid.uuid4().hex[:12]}',
     )
     cfg.update(extra)
     return copy.deepcopy(cfg)
