@@ -42,6 +42,27 @@ def ensure_data(root: str, seed: int) -> None:
     return True
 
 
+def analysis_tool(script: str, inputs, out: str, what: str) -> None:
+    """Run tools/analysis/<script> INPUTS --out OUT; report, never fail the demo."""
+    cmd = [sys.executable, osp.join('tools', 'analysis', script), *inputs, '--out', out]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == 0:
+        print(f'[demo] {what}: {out}')
+    else:
+        print(f'[demo] {what} failed: {proc.stderr.strip().splitlines()[-1:]}')
+
+
+def baseline_sgs_pairs(stages):
+    """(baseline, SGS) stage results with the same table model."""
+    by_model = {}
+    for r in stages:
+        table = r.get('table') or {}
+        by_model.setdefault(table.get('model'), {})[table.get('variant')] = r
+    return [(v['Baseline'], v['SGS']) for v in by_model.values()
+            if 'Baseline' in v and 'SGS' in v and v['Baseline'].get('tested_checkpoint')
+            and v['SGS'].get('tested_checkpoint')]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description='Run the sgs_mm demo chain.')
     p.add_argument('--data-root', default='data/demo')
@@ -63,19 +84,19 @@ def main(argv=None):
                          'tools/pipeline.py with --cfg-options instead')
     results = run_pipeline(spec, work_root=args.work_root, force=args.force or fresh,
                            quiet=not args.verbose, cfg_options=extra)
-    # G heatmaps of the SGS stages
+    # G heatmaps of the SGS stages; baseline vs SGS curves and kernel magnitudes
     for r in results['stages']:
         hist = r.get('sgs_history')
         if hist and osp.isfile(hist):
-            out = osp.join(osp.dirname(hist), 'sgs_g.png')
-            cmd = [sys.executable, osp.join('tools', 'analysis', 'plot_sgs.py'),
-                   osp.dirname(hist), '--out', out]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode == 0:
-                print(f'[demo] G heatmaps: {out} (history {hist})')
-            else:
-                print(f'[demo] G history {hist}; heatmap plot failed: '
-                      f'{proc.stderr.strip().splitlines()[-1:]}')
+            analysis_tool('plot_sgs.py', [osp.dirname(hist)],
+                          osp.join(osp.dirname(hist), 'sgs_g.png'), 'G heatmaps')
+    for base, sgs in baseline_sgs_pairs(results['stages']):
+        tag = base['name']
+        runs = [osp.dirname(base['tested_checkpoint']), osp.dirname(sgs['tested_checkpoint'])]
+        analysis_tool('compare_runs.py', runs + ['--labels', 'baseline', 'SGS'],
+                      osp.join(args.work_root, f'compare_{tag}.png'), 'baseline vs SGS curves')
+        analysis_tool('kernel_magnitude.py', [base['tested_checkpoint'], sgs['tested_checkpoint']],
+                      osp.join(args.work_root, f'kernels_{tag}.png'), 'kernel magnitude vs G')
     print()
     print(markdown_tables(results))
     print('chance level on the demo data: top-1 25% (4 classes); see '
