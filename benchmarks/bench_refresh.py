@@ -34,6 +34,26 @@ def rss_bytes():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
+def peak_rss_bytes():
+    """VmHWM: the process's peak resident memory since it started."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_probe(what, args):
+    """Peak RSS of a fresh process that builds the same model and batches and
+    runs only ``what`` ('forward' or 'refresh'); their difference is the
+    refresh's extra peak, free of the allocator's reuse within one process."""
+    import subprocess
+    cmd = [sys.executable, __file__, '--batch', str(args.batch), '--size', str(args.size),
+           '--threads', str(args.threads or torch.get_num_threads()), '--probe', what]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
 class PeakRSS:
     """Peak resident memory above the level at entry, sampled in a thread."""
 
@@ -119,6 +139,7 @@ def main(argv=None):
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--step-reps', type=int, default=5)
     ap.add_argument('--skip-loop', action='store_true', help='skip the slow loop baseline')
+    ap.add_argument('--probe', choices=['forward', 'refresh'], help=argparse.SUPPRESS)
     ap.add_argument('--threads', type=int, default=None,
                     help='torch CPU threads (default: torch\'s; use 1 on a busy machine, '
                     'where OpenMP threads waiting for a core slow small ops down a lot)')
@@ -134,27 +155,34 @@ def main(argv=None):
     # smooth random images: neighbouring pixels are dependent, as in photos
     batches = [F.avg_pool2d(torch.randn(args.batch, 3, args.size, args.size, generator=g),
                             5, 1, 2).to(device) for _ in range(2)]
+    if args.probe:
+        with torch.no_grad():
+            if args.probe == 'forward':
+                for _ in range(2):
+                    for x in batches:
+                        model(x)
+            else:
+                our_refresh(model, layers, batches, geometries)
+        print(peak_rss_bytes())
+        return
     print(f'ResNet-50, {len(layers)} SGS convs, 2 batches of {args.batch}x3x{args.size}x'
           f'{args.size}, device {device}, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads')
 
     with torch.no_grad():
-        # peak of plain forwards first: the refresh's extra is measured above it
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        with PeakRSS() as mem_fwd:
             for x in batches:
                 model(x)
-        fwd_peak = (torch.cuda.max_memory_allocated() - base) if device.type == 'cuda' \
-            else mem_fwd.extra
-        if device.type == 'cuda':
+            fwd_peak = torch.cuda.max_memory_allocated() - base
             torch.cuda.reset_peak_memory_stats()
-        with PeakRSS() as mem:
-            (ours, stats), t_ours = timed(
-                lambda: our_refresh(model, layers, batches, geometries), device)
-        peak = (torch.cuda.max_memory_allocated() - base) if device.type == 'cuda' \
-            else mem.extra
+        (ours, stats), t_ours = timed(
+            lambda: our_refresh(model, layers, batches, geometries), device)
+        if device.type == 'cuda':
+            peak = torch.cuda.max_memory_allocated() - base
+        else:
+            fwd_peak, peak = memory_probe('forward', args), memory_probe('refresh', args)
         extra = peak - fwd_peak
     feat_bytes = {}
     hooks = [c.register_forward_pre_hook(lambda m, i, n=n: feat_bytes.__setitem__(
@@ -166,9 +194,11 @@ def main(argv=None):
         h.remove()
     largest = max(feat_bytes.values())
     hist_bytes = sum(s.hist.numel() * s.hist.element_size() for s in stats.values())
-    print(f'ours: refresh {t_ours:.2f} s; peak memory {peak / 2**20:.0f} MiB = forward alone '
-          f'{fwd_peak / 2**20:.0f} MiB + {extra / 2**20:.0f} MiB extra (bound: largest layer '
-          f'input {largest / 2**20:.0f} MiB per batch, all histograms {hist_bytes / 2**20:.0f} MiB)')
+    what = 'GPU memory' if device.type == 'cuda' else 'process peak RSS'
+    print(f'ours: refresh {t_ours:.2f} s; {what}: refresh {peak / 2**20:.0f} MiB vs the same '
+          f'forwards alone {fwd_peak / 2**20:.0f} MiB: {extra / 2**20:+.0f} MiB (bound: largest '
+          f'layer input {largest / 2**20:.0f} MiB per batch + all histograms '
+          f'{hist_bytes / 2**20:.0f} MiB)')
     # same inputs, estimators alone
     inputs = {n: [] for n in layers}
     hooks = [c.register_forward_pre_hook(lambda m, i, n=n: inputs[n].append(i[0].detach()))
@@ -195,10 +225,11 @@ def main(argv=None):
         with PeakRSS() as mem_loop:
             loop, t_loop = timed(lambda: loop_refresh(model, layers, batches, geometries),
                                  device)
+        # the loop keeps every layer's input: its peak grows by all of them
         diff = max(float((ours[n].cpu().double() - torch.as_tensor(loop[n])).abs().max())
                    for n in layers)
-        print(f'loop: refresh {t_loop:.2f} s; peak memory {mem_loop.extra / 2**20:.0f} MiB '
-              f'(forward + every layer\'s input kept until the loop runs)')
+        print(f'loop: refresh {t_loop:.2f} s; resident memory grew by '
+              f'{mem_loop.extra / 2**20:.0f} MiB during it (every layer\'s input is kept)')
         print(f'speed-up {t_loop / t_ours:.1f}x; max |G_ours - G_loop| = {diff:.2e}')
 
     model.train()

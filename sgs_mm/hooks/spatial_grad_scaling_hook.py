@@ -13,6 +13,7 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ..sgs import (AutocorrStats, NMIStats, PairGeometry, ScalingApplier, collect_dependence,
                    find_sgs_layers, fixed_scaling, reparam_scaling, scaling_from_dependence)
+from ..sgs.dependence_base import DEFAULT_MAX_ELEMS
 from ..sgs.layers import named_weights, unwrap_model
 from .refresh_batches import draw_batches, forked_rng
 
@@ -82,7 +83,8 @@ class SpatialGradScalingHook(Hook):
             e.g. ACB ``[(3, 3), (1, 3), (3, 1)]``.
         normalize (bool): ``reparam``: rescale G to mean 1. False keeps the
             exact Lemma-1 values (training identical to the branched block).
-        max_chunk_elems (int): pixel pairs processed at once (memory bound).
+        max_chunk_elems (int): pixel pairs processed at once: bounds the
+            refresh's temporaries to about 16 bytes per element (2**20: ~16 MiB).
         history_file (str, optional): G history JSON in the work_dir,
             rewritten after each refresh. ``None`` disables it.
         log_heatmaps (bool): send a G heatmap grid to the visualizer backends.
@@ -113,7 +115,7 @@ class SpatialGradScalingHook(Hook):
                  beta: Optional[float] = None,
                  branches: Optional[Sequence[Tuple[int, int]]] = None,
                  normalize: bool = True,
-                 max_chunk_elems: int = 1 << 22,
+                 max_chunk_elems: int = DEFAULT_MAX_ELEMS,
                  history_file: Optional[str] = 'sgs_g_history.json',
                  log_heatmaps: bool = True,
                  forward_mode: str = 'auto',

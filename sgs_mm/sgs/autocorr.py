@@ -5,14 +5,14 @@ exactly across batches and ranks. S = max(r, 0), NaN for a constant variable.
 """
 import torch
 
-from .dependence_base import SUM, DependenceStats, is_all_finite
+from .dependence_base import DEFAULT_MAX_ELEMS, SUM, DependenceStats, is_all_finite
 
 
 class AutocorrStats(DependenceStats):
     """Accumulates n, ΣP, ΣQ, ΣP², ΣQ², ΣPQ of one conv layer's input pairs."""
     num_passes = 1
 
-    def __init__(self, geometry, channels, device, max_elems=1 << 22):
+    def __init__(self, geometry, channels, device, max_elems=DEFAULT_MAX_ELEMS):
         super().__init__(geometry, channels, device, max_elems)
         # rows: n, sum_p, sum_q, sum_pp, sum_qq, sum_pq
         self.moments = torch.zeros((6, geometry.num_displacements, channels),

@@ -16,6 +16,10 @@ from .geometry import PairGeometry
 # all-reduce operations named independently of torch.distributed
 SUM, MIN, MAX = 'sum', 'min', 'max'
 
+# Pixel pairs processed at once. A chunk's temporaries take about 16 bytes per
+# element (padded copy, float64 bin values, int32 indices), ~16 MiB here.
+DEFAULT_MAX_ELEMS = 1 << 20
+
 
 def is_all_finite(x: torch.Tensor) -> bool:
     """True when every value is finite (one reduction; a sum that overflows
@@ -35,7 +39,7 @@ class DependenceStats:
     num_passes = 1
 
     def __init__(self, geometry: PairGeometry, channels: int,
-                 device: torch.device, max_elems: int = 1 << 22):
+                 device: torch.device, max_elems: int = DEFAULT_MAX_ELEMS):
         self.geometry = geometry
         self.channels = channels
         self.device = torch.device(device)

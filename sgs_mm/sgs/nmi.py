@@ -19,7 +19,8 @@ from typing import Optional
 
 import torch
 
-from .dependence_base import MAX, MIN, SUM, DependenceStats, is_all_finite
+from .dependence_base import (DEFAULT_MAX_ELEMS, MAX, MIN, SUM, DependenceStats,
+                              is_all_finite)
 
 
 def sturges_bins(n_pairs: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,7 @@ class NMIStats(DependenceStats):
     """
     num_passes = 2
 
-    def __init__(self, geometry, channels, device, max_elems=1 << 22,
+    def __init__(self, geometry, channels, device, max_elems=DEFAULT_MAX_ELEMS,
                  diag_removal: bool = False):
         super().__init__(geometry, channels, device, max_elems)
         self.diag_removal = bool(diag_removal)
