@@ -20,6 +20,7 @@ except ImportError:  # run from a checkout without ``pip install -e .``
 
 from sgs_mm.analysis import (AnalysisInputError, final_summary, load_scalars,  # noqa: E402
                              pick_metric)
+from sgs_mm.analysis.errors import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -93,13 +94,7 @@ def run(args) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except AnalysisInputError as e:
-        print(f'compare_runs.py: error: {e}', file=sys.stderr)
-        return 2
-    return 0
+    return run_cli('compare_runs.py', run, parse_args(argv))
 
 
 if __name__ == '__main__':

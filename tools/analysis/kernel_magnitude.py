@@ -23,6 +23,7 @@ from sgs_mm.analysis import (AnalysisInputError, centre_edge_corner, conv_weight
                              first_middle_last, magnitudes, select_layers)
 from sgs_mm.analysis.ckpt import load_checkpoint, state_dict_of  # noqa: E402
 from sgs_mm.analysis.history import history_from_checkpoint  # noqa: E402
+from sgs_mm.analysis.errors import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -97,13 +98,7 @@ def run(args) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except AnalysisInputError as e:
-        print(f'kernel_magnitude.py: error: {e}', file=sys.stderr)
-        return 2
-    return 0
+    return run_cli('kernel_magnitude.py', run, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -19,8 +19,9 @@ try:
 except ImportError:  # run from a checkout without ``pip install -e .``
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
-from sgs_mm.analysis import (AnalysisInputError, evenly_spaced, first_middle_last,  # noqa: E402
+from sgs_mm.analysis import (evenly_spaced, first_middle_last,  # noqa: E402
                              load_g_history, select_layers)
+from sgs_mm.analysis.errors import run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -87,13 +88,7 @@ def run(args) -> str:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except AnalysisInputError as e:
-        print(f'plot_sgs.py: error: {e}', file=sys.stderr)
-        return 2
-    return 0
+    return run_cli('plot_sgs.py', run, parse_args(argv))
 
 
 if __name__ == '__main__':
