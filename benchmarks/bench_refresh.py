@@ -220,7 +220,7 @@ def main(argv=None):
         print(f'estimator only, same inputs: loop {t_est_loop:.2f} s, speed-up '
               f'{t_est_loop / t_est:.1f}x')
         del padded
-    del inputs
+    inputs.clear()
     if not args.skip_loop:
         with PeakRSS() as mem_loop:
             loop, t_loop = timed(lambda: loop_refresh(model, layers, batches, geometries),

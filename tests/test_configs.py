@@ -3,7 +3,6 @@ downloads); the SGS fragment is one _base_ line and --cfg-options can switch
 it; pretrain checkpoints load into PSPNet and SimpleBaseline backbones with
 zero missing/unexpected keys; missing data errors name the path."""
 import importlib.util
-import os.path as osp
 from pathlib import Path
 
 import pytest

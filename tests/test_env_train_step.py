@@ -2,7 +2,6 @@
 the configs the OpenMMLab packages ship (nothing is downloaded)."""
 import math
 
-import pytest
 import torch
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
