@@ -62,7 +62,16 @@ def test_bad_layer_selection_fails_at_run_start(kwargs, message, tmp_path):
 # ------------------------------------------------------------------ schedules
 def test_epoch_schedule_history_and_layers(tmp_path):
     runner = make_runner(tmp_path, max_epochs=5)
+    infos = []
+    info = runner.logger.info
+    runner.logger.info = lambda msg, *a, **k: (infos.append(msg), info(msg, *a, **k))
     runner.train()
+    refresh_lines = [m for m in infos if m.startswith('SGS refresh #')]
+    assert len(refresh_lines) == 3
+    assert all(all(f'{n}: c=' in m for n in ('conv1', 'conv2', 'conv3')) for m in refresh_lines)
+    # the heatmap grid went to the visualizer's backend (LocalVisBackend: PNG per refresh)
+    images = sorted(tmp_path.glob('*/vis_data/vis_image/sgs_G_*.png'))
+    assert len(images) == 3
     hook = sgs_hook(runner)
     assert list(hook.layers) == ['conv1', 'conv2', 'conv3']  # 1x1 proj left alone
     records = history(tmp_path)['records']
