@@ -54,10 +54,15 @@ if ! mmcv_fits 2>/dev/null; then
     "$VPY" -m pip download --no-deps --no-binary=:all: -d "$build" mmcv==2.1.0
     tar xzf "$build"/mmcv-2.1.0.tar.gz -C "$build"
     sed -i "s/'-std=c++17'/'-std=c++20'/" "$build/mmcv-2.1.0/setup.py"
+    # a heartbeat every minute, and the compiler's [n/N] steps as they come
+    ( minutes=0; while sleep 60; do minutes=$((minutes + 1)); log "mmcv build running, ${minutes} min"; done ) &
+    heartbeat=$!
+    trap 'kill $heartbeat 2>/dev/null || true' EXIT
     ( cd "$build/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
         "$VPY" -m pip wheel --no-build-isolation --no-deps -v . -w "$CACHE" 2>&1 \
-        | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|Building|Created wheel|error' ) \
-      || { log "mmcv build failed"; exit 1; }
+        | { grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Created wheel|error:' || true; } ) \
+      || { log "mmcv build failed (see the errors above)"; exit 1; }
+    kill $heartbeat 2>/dev/null || true
     rm -rf "$build"
     "$VPY" -m pip install --no-index --no-deps --find-links "$CACHE" mmcv==2.1.0
     mmcv_fits || { log "built mmcv does not import mmcv.ops"; exit 1; }
