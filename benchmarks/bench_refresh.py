@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.dirname(__file__))
-from loop_baseline import capture_inputs, layer_scaling  # noqa: E402
+from loop_baseline import capture_inputs, layer_scaling, padded_numpy  # noqa: E402
 from sgs_mm.sgs import (NMIStats, PairGeometry, ScalingApplier, collect_dependence,  # noqa: E402
                         find_sgs_layers, scaling_from_dependence)
 from sgs_mm.sgs.layers import named_weights  # noqa: E402
@@ -99,8 +99,9 @@ def our_estimator(inputs, layers, geometries, k=5.0):
 
 
 def loop_refresh(model, layers, batches, geometries, k=5.0):
-    feats = capture_inputs(model, layers, batches, geometries)
-    return {n: layer_scaling(feats[n], tuple(layers[n].kernel_size), geometries[n].step, k)
+    feats = capture_inputs(model, layers, batches, padded_numpy(geometries))
+    return {n: layer_scaling(np.concatenate(feats[n]), tuple(layers[n].kernel_size),
+                             geometries[n].step, k)
             for n in layers}
 
 
@@ -184,15 +185,9 @@ def main(argv=None):
         else:
             fwd_peak, peak = memory_probe('forward', args), memory_probe('refresh', args)
         extra = peak - fwd_peak
-    feat_bytes = {}
-    hooks = [c.register_forward_pre_hook(lambda m, i, n=n: feat_bytes.__setitem__(
-        n, feat_bytes.get(n, 0) + i[0].numel() * i[0].element_size()))
-        for n, c in layers.items()]
-    with torch.no_grad():
-        model(batches[0])
-    for h in hooks:
-        h.remove()
-    largest = max(feat_bytes.values())
+    sizes = capture_inputs(model, layers, batches[:1],
+                           lambda n, x: x.numel() * x.element_size())
+    largest = max(sum(v) for v in sizes.values())
     hist_bytes = sum(s.hist.numel() * s.hist.element_size() for s in stats.values())
     what = 'GPU memory' if device.type == 'cuda' else 'process peak RSS'
     print(f'ours: refresh {t_ours:.2f} s; {what}: refresh {peak / 2**20:.0f} MiB vs the same '
@@ -200,19 +195,12 @@ def main(argv=None):
           f'layer input {largest / 2**20:.0f} MiB per batch + all histograms '
           f'{hist_bytes / 2**20:.0f} MiB)')
     # same inputs, estimators alone
-    inputs = {n: [] for n in layers}
-    hooks = [c.register_forward_pre_hook(lambda m, i, n=n: inputs[n].append(i[0].detach()))
-             for n, c in layers.items()]
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-    for h in hooks:
-        h.remove()
+    inputs = capture_inputs(model, layers, batches)
     _, t_est = timed(lambda: our_estimator(inputs, layers, geometries), device)
     print(f'estimator only (captured inputs, no forward): ours {t_est:.2f} s')
     if not args.skip_loop:
-        padded = {n: np.concatenate([geometries[n].pad(x).cpu().double().numpy() for x in xs])
-                  for n, xs in inputs.items()}
+        keep = padded_numpy(geometries)
+        padded = {n: np.concatenate([keep(n, x) for x in xs]) for n, xs in inputs.items()}
         t = time.perf_counter()
         for n in layers:
             layer_scaling(padded[n], tuple(layers[n].kernel_size), geometries[n].step)

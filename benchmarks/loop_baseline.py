@@ -70,16 +70,21 @@ def layer_scaling(xp, kernel_size, step, k=5.0, diag_removal=False):
     return None if np.isnan(g).any() else g / g.mean()
 
 
-def capture_inputs(model, layers, batches, geometries):
-    """One forward over all batches; every layer's padded input kept on the CPU."""
+def capture_inputs(model, layers, batches, keep=lambda name, x: x.detach()):
+    """One forward over all batches; ``keep(name, input)`` of every layer's
+    input per batch, by layer name."""
     feats = {name: [] for name in layers}
     handles = [conv.register_forward_pre_hook(
-        lambda m, inp, name=name: feats[name].append(
-            geometries[name].pad(inp[0].detach()).cpu().numpy().astype(np.float64)))
+        lambda m, inp, name=name: feats[name].append(keep(name, inp[0])))
         for name, conv in layers.items()]
     with torch.no_grad():
         for x in batches:
             model(x)
     for h in handles:
         h.remove()
-    return {name: np.concatenate(v) for name, v in feats.items()}
+    return feats
+
+
+def padded_numpy(geometries):
+    """``keep`` for :func:`capture_inputs`: the zero-padded input, float64, on the CPU."""
+    return lambda name, x: geometries[name].pad(x.detach()).cpu().numpy().astype(np.float64)
