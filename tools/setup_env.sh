@@ -60,7 +60,8 @@ if ! mmcv_fits 2>/dev/null; then
     trap 'kill $heartbeat 2>/dev/null || true' EXIT
     ( cd "$build/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
         "$VPY" -m pip wheel --no-build-isolation --no-deps -v . -w "$CACHE" 2>&1 \
-        | { grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Created wheel|error:' || true; } ) \
+        | { grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Created wheel|error:' || true; } \
+        | sed -uE 's/^\s*(\[[0-9]+\/[0-9]+\]).* -c [^ ]*mmcv-2\.1\.0\/([^ ]+).*/  \1 \2/' ) \
       || { log "mmcv build failed (see the errors above)"; exit 1; }
     kill $heartbeat 2>/dev/null || true
     rm -rf "$build"
