@@ -49,7 +49,7 @@ if ! mmcv_fits 2>/dev/null; then
   else
     "$VPY" -m pip uninstall -y mmcv >/dev/null 2>&1 || true
     log "no fitting mmcv wheel: building mmcv 2.1.0 with ops from source."
-    log "This takes about 40 minutes on 2 cores; the wheel is cached in $CACHE."
+    log "This takes 10-40 minutes on 2 cores; the wheel is cached in $CACHE."
     build=$(mktemp -d)
     "$VPY" -m pip download --no-deps --no-binary=:all: -d "$build" mmcv==2.1.0
     tar xzf "$build"/mmcv-2.1.0.tar.gz -C "$build"
