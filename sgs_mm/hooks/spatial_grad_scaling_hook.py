@@ -31,6 +31,10 @@ def _positive_int(name, value, minimum=1):
     return value
 
 
+def _is_positive_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
 def _patterns(name, value) -> List[str]:
     if value is None:
         return []
@@ -129,7 +133,7 @@ class SpatialGradScalingHook(Hook):
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f'SpatialGradScalingHook: forward_mode must be one of '
                              f'{FORWARD_MODES}, got {forward_mode!r}')
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
+        if not _is_positive_number(k):
             raise ValueError(f'SpatialGradScalingHook: k must be a number > 0, got {k!r}')
         if by_epoch not in (None, True, False):
             raise ValueError(f'SpatialGradScalingHook: by_epoch must be None, True or False, '
@@ -152,7 +156,7 @@ class SpatialGradScalingHook(Hook):
         self.static_scaling = None
         if method == 'fixed':
             for name, v in (('alpha', alpha), ('beta', beta)):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                if not _is_positive_number(v):
                     raise ValueError(f"SpatialGradScalingHook: method='fixed' needs {name} > 0, "
                                      f'got {v!r}')
             self.static_scaling = fixed_scaling(alpha, beta)
