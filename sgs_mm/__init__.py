@@ -1,12 +1,18 @@
-"""sgs_mm: Spatial Gradient Scaling (ICLR 2023) for OpenMMLab.
+"""sgs_mm: Spatial Gradient Scaling (ICLR 2023) for PyTorch and OpenMMLab.
 
-Importing the package registers :class:`SpatialGradScalingHook` in mmengine's
-root ``HOOKS`` registry (``custom_imports = dict(imports=['sgs_mm'])``).
+``sgs_mm.sgs.SpatialGradScaler`` needs torch only. Where mmengine is
+installed, importing the package also registers :class:`SpatialGradScalingHook`
+in mmengine's root ``HOOKS`` registry (``custom_imports =
+dict(imports=['sgs_mm'])``) and the checkpoint-loading fix for torch >= 2.6.
 """
 __version__ = '0.1.0'
+__all__ = ['__version__']
 
-from . import compat  # noqa: E402,F401  (torch.load allow-list, CPU dist)
-
-from .hooks import SpatialGradScalingHook  # noqa: E402,F401
-
-__all__ = ['SpatialGradScalingHook', '__version__']
+try:
+    import mmengine  # noqa: F401
+except ImportError:  # the torch-only engine (pip install sgs_mm without extras)
+    pass
+else:
+    from . import compat  # noqa: F401  (torch.load allow-list, CPU dist)
+    from .hooks import SpatialGradScalingHook  # noqa: F401
+    __all__.append('SpatialGradScalingHook')

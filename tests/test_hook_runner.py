@@ -1,6 +1,5 @@
 """SpatialGradScalingHook in a real mmengine Runner (toy model, CPU)."""
 import copy
-import json
 import os.path as osp
 
 import pytest
@@ -10,6 +9,7 @@ from mmengine.runner import Runner
 
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
+from sgs_mm.analysis.history import HISTORY_FILE, read_history_raw
 from toy_runner import toy_cfg
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=2, warmup=1, num_batches=2)
@@ -24,8 +24,7 @@ def sgs_hook(runner) -> SpatialGradScalingHook:
 
 
 def history(work_dir):
-    with open(osp.join(work_dir, 'sgs_g_history.json')) as f:
-        return json.load(f)
+    return read_history_raw(osp.join(work_dir, HISTORY_FILE))
 
 
 # ------------------------------------------------------------------ bad input
@@ -141,16 +140,25 @@ def grads_at_step(runner, hook, batches, attached):
     return captured
 
 
-@pytest.mark.parametrize('variant', ['sgd', 'accumulate2', 'amp_bf16'])
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason='needs a CUDA GPU (fp16 autocast + dynamic loss scaling)')
+
+
+@pytest.mark.parametrize('variant', ['sgd', 'accumulate2', 'amp_bf16',
+                                     pytest.param('amp_fp16', marks=CUDA)])
 def test_gradient_is_scaled_by_g(variant, tmp_path, monkeypatch):
     optim = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
     if variant == 'accumulate2':
         optim['accumulative_counts'] = 2
+    if variant == 'amp_fp16':
+        # the real fp16 path: autocast fp16, dynamic loss scale, unscale before step
+        optim.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
     if variant == 'amp_bf16':
-        # mmengine's AmpOptimWrapper asserts a GPU at construction; bf16 autocast
-        # itself runs on CPU. Only that device check is lifted here.
-        import mmengine.optim.optimizer.amp_optimizer_wrapper as amp
-        monkeypatch.setattr(amp, 'is_cuda_available', lambda: True)
+        if not torch.cuda.is_available():
+            # mmengine's AmpOptimWrapper asserts a GPU at construction; bf16
+            # autocast itself runs on CPU. Only that device check is lifted here.
+            import mmengine.optim.optimizer.amp_optimizer_wrapper as amp
+            monkeypatch.setattr(amp, 'is_cuda_available', lambda: True)
         optim.update(type='AmpOptimWrapper', dtype='bfloat16')
     runner = make_runner(tmp_path, max_epochs=2, optim_wrapper=optim)
     runner.train()
@@ -167,11 +175,65 @@ def test_gradient_is_scaled_by_g(variant, tmp_path, monkeypatch):
     without = grads_at_step(runner, hook, batches, attached=False)
     assert set(with_g) == {'conv1', 'conv2', 'conv3'}
     for name, g in hook.scales().items():
-        expected = without[name] * g.to(without[name].dtype)
+        expected = without[name] * g.to(without[name])
         # equal up to float32 rounding of the (scaled) accumulation order
-        atol = 1e-6 * float(expected.abs().max())
-        torch.testing.assert_close(with_g[name], expected, rtol=1e-5, atol=atol)
+        # (fp16: up to half-precision rounding of the backward)
+        tol = 2e-3 if variant == 'amp_fp16' else 1e-5
+        atol = tol / 10 * float(expected.abs().max())
+        torch.testing.assert_close(with_g[name], expected, rtol=tol, atol=atol)
         assert not torch.allclose(with_g[name], without[name])
+
+
+@CUDA
+def test_fp16_overflow_step_is_skipped_then_g_applies(tmp_path):
+    """fp16 + dynamic loss scale: an overflowing step is skipped (weights kept,
+    scale lowered); the next finite step sees G times the unscaled gradient."""
+    optim = dict(type='AmpOptimWrapper', dtype='float16',
+                 loss_scale=dict(init_scale=2.0 ** 60, growth_interval=1000),
+                 optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-4))
+    runner = make_runner(tmp_path, max_epochs=2, optim_wrapper=optim)
+    runner.train()
+    hook, model, wrapper = sgs_hook(runner), runner.model, runner.optim_wrapper
+    assert hook.num_refreshes == 1
+    wrapper.loss_scaler.update(2.0 ** 60)  # next backward overflows in fp16
+    steps = []
+    handle = wrapper.optimizer.register_step_pre_hook(
+        lambda opt, a, k: steps.append({n: w.grad.detach().clone()
+                                        for n, w in hook.applier.weights.items()}))
+    hook.scaler.attach([wrapper.optimizer])
+    batch = next(iter(runner.train_dataloader))
+    before = copy.deepcopy(model.state_dict())
+    try:
+        wrapper.initialize_count_status(model, 0, 1000)
+        model.train_step(batch, wrapper)
+        assert steps == []  # skipped: inf/NaN gradients
+        assert wrapper.loss_scaler.get_scale() < 2.0 ** 60
+        assert torch.equal(model.conv1.weight, before['conv1.weight'])
+        for _ in range(80):  # the scale halves per overflow until finite
+            model.train_step(batch, wrapper)
+            if steps:
+                break
+    finally:
+        handle.remove()
+    assert steps, 'no finite fp16 step'
+    # the same step's unscaled gradient, without G, from the same weights
+    with_g = steps[-1]
+    hook.scaler.detach()
+    model.load_state_dict(before)
+    plain = {}
+    for name, w in hook.applier.weights.items():
+        w.grad = None
+    scale = wrapper.loss_scaler.get_scale()
+    with wrapper.optim_context(model):
+        data = model.data_preprocessor(batch, True)
+        loss = model(**data, mode='loss')['loss']
+    (loss.float() * scale).backward()
+    for name, w in hook.applier.weights.items():
+        plain[name] = w.grad.detach() / scale
+    for name, g in hook.scales().items():
+        expected = plain[name] * g.to(plain[name])
+        torch.testing.assert_close(with_g[name], expected, rtol=2e-3,
+                                   atol=2e-3 * float(expected.abs().max()))
 
 
 def test_update_mode_in_runner(tmp_path):
@@ -191,7 +253,7 @@ def test_update_mode_in_runner(tmp_path):
     wrapper.initialize_count_status(model, 0, 1000)
     model.train_step(batch, wrapper)
     ref.train_step(batch, wrapper.__class__(optimizer=ref_opt))
-    expected = old + h.scales()['conv1'].float() * (ref.conv1.weight.detach() - old)
+    expected = old + h.scales()['conv1'].to(old) * (ref.conv1.weight.detach() - old)
     torch.testing.assert_close(model.conv1.weight.detach(), expected, rtol=1e-5, atol=1e-7)
 
 

@@ -1,34 +1,53 @@
-"""Applying G to conv weights (SGS_SPEC §4): scale the gradient, or the update."""
+"""Applying G to conv weights (SGS_SPEC §4, §7): scale the gradient, or the update."""
+import weakref
 from collections import OrderedDict
-from typing import Dict, Iterable
+from typing import Dict, Iterable, List
 
 import torch
 import torch.nn as nn
 
+# Each attached weight carries a weak reference to the applier whose hook is on
+# it: a second applier on the same weight would multiply its gradient by G twice.
+_OWNER_ATTR = '_sgs_applier'
+
+
+def _owner(w: nn.Parameter):
+    ref = getattr(w, _OWNER_ATTR, None)
+    return ref() if ref is not None else None
+
 
 class ScalingApplier:
-    """Holds G per layer and applies it to the layer's weight.
+    """Holds G per weight and applies it, exactly once per gradient.
 
     Args:
-        weights: conv weight parameters by layer name.
+        weights: one entry per distinct conv weight Parameter (a weight
+            shared by several convs appears once).
         mode: ``'grad'`` multiplies each weight gradient by G as autograd
             produces it (a tensor hook, so before DDP's all-reduce, gradient
             clipping, momentum and weight decay; exact under accumulation and
             loss scaling because it is linear). ``'update'`` (the paper's
             Adagrad*) rescales the optimizer's step instead:
             ``W <- W_old + G * (W_new - W_old)`` around ``optimizer.step()``.
+
+    ``fired`` counts, per weight, the gradients scaled since the last
+    :meth:`reset_counts` (the self-check of :class:`SpatialGradScaler`).
     """
 
     def __init__(self, weights: Dict[str, nn.Parameter], mode: str = 'grad'):
         self.weights = OrderedDict(weights)
+        ids = [id(w) for w in self.weights.values()]
+        if len(set(ids)) != len(ids):
+            raise ValueError('ScalingApplier: each weight Parameter must appear once')
         self.mode = mode
         self.scales = OrderedDict(
             (name, torch.ones(w.shape[-2:], dtype=torch.float64, device=w.device))
             for name, w in self.weights.items())
+        self.fired = dict.fromkeys(self.weights, 0)
         self._handles = []
         self._saved = {}
-        self._cast = {}  # (name, dtype) -> G in a gradient's dtype
+        self._cast = {}  # (name, dtype, device) -> G in a gradient's dtype
         self.active = False  # G is all ones until the first set()
+        self.unowned: List[str] = []  # update mode: weights no attached optimizer steps
 
     # -- G ----------------------------------------------------------------
     @torch.no_grad()
@@ -37,31 +56,63 @@ class ScalingApplier:
         self._cast = {key: t for key, t in self._cast.items() if key[0] != name}
         self.active = True
 
+    def reset_counts(self) -> None:
+        self.fired = dict.fromkeys(self.weights, 0)
+
     # -- attaching ---------------------------------------------------------
     def attach(self, optimizers: Iterable[torch.optim.Optimizer] = ()) -> None:
+        """Start applying G (hooks on the weights, or on the optimizers' steps).
+
+        Raises:
+            RuntimeError: another applier is attached to one of these weights.
+        """
         self.detach()
+        for name, w in self.weights.items():
+            other = _owner(w)
+            if other is not None and other is not self:
+                raise RuntimeError(
+                    f'SGS is already applied to the weight of {name!r} by another '
+                    'SpatialGradScaler (two SGS hooks on one model?); its gradient would be '
+                    'scaled twice. Detach the other one first.')
         if self.mode == 'grad':
             for name, w in self.weights.items():
                 self._handles.append(w.register_hook(self._grad_hook(name)))
         else:
+            optimizers = list(optimizers)
+            if not optimizers:
+                raise ValueError("SGS mode='update' scales the optimizer's update: pass the "
+                                 'optimizer(s) to attach()')
+            owned = set()
             for opt in optimizers:
+                owned.update(n for n, _ in self._owned(opt))
                 self._handles.append(opt.register_step_pre_hook(self._before_step))
                 self._handles.append(opt.register_step_post_hook(self._after_step))
+            self.unowned = [n for n in self.weights if n not in owned]
+        for w in self.weights.values():
+            setattr(w, _OWNER_ATTR, weakref.ref(self))
 
     def detach(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        for w in self.weights.values():
+            if _owner(w) is self:
+                delattr(w, _OWNER_ATTR)
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
 
     def _grad_hook(self, name):
 
         def hook(grad):
+            self.fired[name] += 1
             if not self.active:
                 return grad
-            key = (name, grad.dtype)
+            key = (name, grad.dtype, grad.device)
             scale = self._cast.get(key)
             if scale is None:
-                scale = self._cast[key] = self.scales[name].to(grad.dtype)
+                scale = self._cast[key] = self.scales[name].to(grad.device, grad.dtype)
             return grad * scale
         return hook
 
@@ -78,4 +129,5 @@ class ScalingApplier:
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
         for name, w, old in self._saved.pop(id(optimizer), []):
-            w.sub_(old).mul_(self.scales[name].to(w.dtype)).add_(old)
+            self.fired[name] += 1
+            w.sub_(old).mul_(self.scales[name].to(w.device, w.dtype)).add_(old)

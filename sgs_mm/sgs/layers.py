@@ -11,13 +11,21 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 
 def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
-                    exclude: Optional[Sequence[str]] = None
-                    ) -> Tuple['OrderedDict[str, nn.Conv2d]', List[str]]:
-    """Eligible convs of ``model`` by module name, and the even-kernel ones skipped.
+                    exclude: Optional[Sequence[str]] = None, owner: str = 'SpatialGradScaler'
+                    ) -> Tuple['OrderedDict[str, nn.Conv2d]', List[str], List[str]]:
+    """Eligible convs of ``model`` by module name, and the ones skipped.
 
     Eligible: an ``nn.Conv2d`` (subclasses included) whose kernel has both
     sides > 1 and whose weight requires grad, whose name matches an
     ``include`` glob (all when ``None``) and no ``exclude`` glob.
+
+    Returns:
+        ``(layers, even, refused)``: the eligible convs; the skipped ones
+        with an even kernel side (no centre tap); the refused ones whose
+        ``weight`` is not a Parameter but recomputed from one
+        (``torch.nn.utils.parametrize``, ``weight_norm``): a gradient hook on
+        the recomputed tensor never fires and G on its leaves would not be
+        G on the weight, so SGS cannot scale them.
 
     Raises:
         ValueError: an include/exclude pattern matches no conv of the model
@@ -30,10 +38,11 @@ def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
         for p in patterns:
             if not any(fnmatch.fnmatchcase(n, p) for n in names):
                 raise ValueError(
-                    f'SpatialGradScalingHook: {arg} pattern {p!r} matches no Conv2d of the '
+                    f'{owner}: {arg} pattern {p!r} matches no Conv2d of the '
                     f'model; conv names look like {names[:3]}')
     layers: 'OrderedDict[str, nn.Conv2d]' = OrderedDict()
     even: List[str] = []
+    refused: List[str] = []
     for name, conv in convs:
         kh, kw = conv.kernel_size
         if kh <= 1 or kw <= 1 or not conv.weight.requires_grad:
@@ -45,14 +54,31 @@ def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
         if kh % 2 == 0 or kw % 2 == 0:
             even.append(name)
             continue
+        if not isinstance(conv.weight, nn.Parameter):
+            refused.append(name)
+            continue
         layers[name] = conv
-    return layers, even
+    return layers, even, refused
+
+
+def _wrapper_types() -> tuple:
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+    types = [DataParallel, DistributedDataParallel]
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+        types.append(FullyShardedDataParallel)
+    except ImportError:  # pragma: no cover - torch built without distributed
+        pass
+    return tuple(types)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside a DDP/FSDP-style wrapper (``.module``), else itself."""
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
+    """The model inside DataParallel / DistributedDataParallel / FSDP wrappers
+    (mmengine's wrappers derive from them), else the model itself."""
+    wrappers = _wrapper_types()
+    while isinstance(model, wrappers):
+        model = model.module
+    return model
 
 
 def named_weights(layers: Dict[str, nn.Conv2d]) -> Dict[str, nn.Parameter]:

@@ -1,0 +1,396 @@
+"""SpatialGradScaler: SGS for any PyTorch training loop.
+
+The orchestration floor between the algorithm (estimators, G, application in
+``sgs_mm.sgs``) and framework glue (``sgs_mm.hooks``): which convs, when G is
+applied, how a refresh runs the model, what is kept when an estimate fails,
+and the state saved in checkpoints. Torch only.
+"""
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from .apply import ScalingApplier
+from .autocorr import AutocorrStats
+from .collect import collect_dependence
+from .geometry import PairGeometry
+from .layers import find_sgs_layers, unwrap_model
+from .nmi import NMIStats
+from .options import SGSOptions
+from .scaling import scaling_from_dependence
+from .static_scalings import reparam_scaling
+
+STATE_VERSION = 2
+Forward = Callable[[nn.Module, Any], Any]
+
+
+def _default_forward(model: nn.Module, batch) -> Any:
+    return model(batch)
+
+
+@dataclass
+class RefreshReport:
+    """What one :meth:`SpatialGradScaler.refresh` did.
+
+    Attributes:
+        refresh: the refresh count after this one (1 for the first).
+        updated: the new G per layer (float64, CPU).
+        idle: convs that did not run during the refresh (G kept).
+        kept_nan: convs whose G would contain NaN (G kept).
+        nonfinite: convs with NaN/Inf inputs (those channels ignored).
+        seconds: wall time of the refresh.
+    """
+    refresh: int
+    updated: 'OrderedDict[str, torch.Tensor]' = field(default_factory=OrderedDict)
+    idle: List[str] = field(default_factory=list)
+    kept_nan: List[str] = field(default_factory=list)
+    nonfinite: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class SpatialGradScaler:
+    """Spatial Gradient Scaling (ICLR 2023) for a model's KxK convolutions.
+
+    Every eligible conv's weight gradient is multiplied by a KxK matrix G
+    (broadcast over out/in channels); :meth:`refresh` re-estimates G from the
+    spatial dependence of each conv's input (``SGS_SPEC.md``)::
+
+        sgs = SpatialGradScaler(model)           # G = 1 everywhere
+        sgs.attach(optimizer)
+        for epoch in range(epochs):
+            if epoch == 1 or (epoch > 1 and epoch % 5 == 0):
+                sgs.refresh(two_batches)         # eval + no_grad inside
+            train_one_epoch(...)
+        torch.save({'model': ..., 'sgs': sgs.state_dict()}, path)
+
+    Under ``torch.distributed`` each rank refreshes on its own batches; the
+    statistics are all-reduced so every rank gets the same G, equal to one
+    process on the union of the batches. A ``DistributedDataParallel`` (or
+    DataParallel/FSDP) model is unwrapped.
+
+    Args:
+        model (nn.Module): the model (or its DDP wrapper).
+        method (str): ``'nmi'`` (default), ``'autocorr'``, ``'fixed'`` (the
+            paper's 3x3 alpha/beta matrix) or ``'reparam'`` (Lemma 1, G = sum
+            of the branches' masks). Static methods set G here, once.
+        k (float): the k-transform ``k·S/((k-1)·S+1)``. Defaults to 5.
+        diag_removal (bool): the paper's ImageNet variant, ``nmi`` only.
+        respect_dilation (bool): pair pixels ``dilation`` apart as the taps
+            see them (False: 1 apart, like the reference). Defaults to True.
+        mode (str): ``'grad'`` (default) or ``'update'`` (scale the optimizer's
+            update; needs the optimizer(s) in :meth:`attach`).
+        include / exclude (str | list[str]): module-name globs.
+        alpha, beta (float): ``'fixed'``'s ratios.
+        branches (list[tuple[int, int]]): ``'reparam'``'s branch kernels.
+        normalize (bool): ``'reparam'``: mean 1 (False: exact Lemma-1 values).
+        max_chunk_elems (int, optional): pixel pairs processed at once; None
+            picks it from each layer's device (see ``sgs_mm.sgs.dependence_base``).
+        logger (logging.Logger, optional): where warnings go
+            (default ``logging.getLogger('sgs_mm')``).
+
+    Raises:
+        ValueError: a bad argument, a pattern that matches no conv, no
+            eligible conv, or a ``reparam`` branch larger than a kernel.
+    """
+
+    def __init__(self, model: nn.Module, method: str = 'nmi', k: float = 5.0,
+                 diag_removal: bool = False, respect_dilation: bool = True,
+                 mode: str = 'grad', include: Union[str, Sequence[str], None] = None,
+                 exclude: Union[str, Sequence[str], None] = None,
+                 alpha: Optional[float] = None, beta: Optional[float] = None,
+                 branches: Optional[Sequence] = None, normalize: bool = True,
+                 max_chunk_elems: Optional[int] = None,
+                 logger: Optional[logging.Logger] = None,
+                 options: Optional[SGSOptions] = None):
+        self.options = options or SGSOptions(
+            method=method, k=k, diag_removal=diag_removal, respect_dilation=respect_dilation,
+            mode=mode, include=include, exclude=exclude, alpha=alpha, beta=beta,
+            branches=branches, normalize=normalize, max_chunk_elems=max_chunk_elems)
+        self.logger = logger or logging.getLogger('sgs_mm')
+        owner = self.options.owner
+        self.model = unwrap_model(model)
+        self.layers, even, refused = find_sgs_layers(
+            self.model, self.options.include, self.options.exclude, owner)
+        if even:
+            self.logger.warning(f'SGS skips {len(even)} conv(s) with an even kernel size (no '
+                                f'centre tap): {even}')
+        if refused:
+            self.logger.warning(
+                f'SGS cannot scale {refused}: their weight is recomputed from other '
+                'parameters (torch.nn.utils.parametrize / weight_norm), so a gradient hook on '
+                'it never fires and G on its leaves is not G on the weight. They train '
+                'without SGS.')
+        if not self.layers:
+            raise ValueError(f'{owner}: the model has no eligible conv (a trainable nn.Conv2d '
+                             'with an odd kernel larger than 1x1 on both sides, matching '
+                             'include/exclude)')
+        # one G per weight Parameter: convs sharing a weight form a group,
+        # keyed by the first name, and get the mean of their G
+        self.groups: 'OrderedDict[str, List[str]]' = OrderedDict()
+        first_name: Dict[int, str] = {}
+        for name, conv in self.layers.items():
+            key = first_name.setdefault(id(conv.weight), name)
+            self.groups.setdefault(key, []).append(name)
+        self.key_of = {n: key for key, names in self.groups.items() for n in names}
+        shared = {k: v for k, v in self.groups.items() if len(v) > 1}
+        if shared:
+            self.logger.info(f'SGS: convs sharing one weight get one G (mean of theirs): '
+                             f'{list(shared.values())}')
+        self.applier = ScalingApplier(
+            OrderedDict((key, self.layers[key].weight) for key in self.groups),
+            self.options.mode)
+        self.num_refreshes = 0
+        self.reported_idle = set()
+        self._idle_since_refresh: List[str] = []
+        self._check_pending = False
+        self._step_handles = []
+        self._set_static_scalings()
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def method(self) -> str:
+        return self.options.method
+
+    def _set_static_scalings(self) -> None:
+        method = self.options.method
+        if method == 'fixed':
+            g, skipped = self.options.static_scaling(), []
+            for key in self.groups:
+                if tuple(self.layers[key].kernel_size) == (3, 3):
+                    self.applier.set(key, g)
+                else:
+                    skipped.append(key)
+            if skipped:
+                self.logger.warning(f"SGS method='fixed' is a 3x3 matrix; G stays 1 for the "
+                                    f'non-3x3 convs {skipped}')
+        elif method == 'reparam':
+            for key in self.groups:
+                try:
+                    g = reparam_scaling(self.options.branches,
+                                        tuple(self.layers[key].kernel_size),
+                                        self.options.normalize)
+                except ValueError as e:
+                    raise ValueError(f'{self.options.owner}: layer {key!r}: {e}') from None
+                self.applier.set(key, g)
+
+    def attach(self, optimizers: Union[torch.optim.Optimizer,
+                                       Iterable[torch.optim.Optimizer], None] = None) -> None:
+        """Apply G from now on (all ones until the first refresh).
+
+        Args:
+            optimizers: the optimizer(s) stepping the model. Required in
+                ``'update'`` mode; in ``'grad'`` mode they enable the
+                self-check at the first step after each refresh.
+        """
+        if isinstance(optimizers, torch.optim.Optimizer):
+            optimizers = [optimizers]
+        optimizers = list(optimizers or [])
+        self.detach()
+        self.applier.attach(optimizers)
+        if self.applier.unowned:
+            self.logger.warning(f"SGS mode='update': no attached optimizer steps the weights "
+                                f'of {self.applier.unowned}; their updates are not scaled')
+        self._step_handles = [opt.register_step_pre_hook(self._self_check)
+                              for opt in optimizers]
+        self._arm_check()
+
+    def detach(self) -> None:
+        """Stop applying G (G itself is kept)."""
+        self.applier.detach()
+        for h in self._step_handles:
+            h.remove()
+        self._step_handles = []
+
+    # ---------------------------------------------------------------- refresh
+    def _make_stats(self, name: str, conv: nn.Conv2d):
+        geometry = PairGeometry.from_conv(conv, self.options.respect_dilation)
+        device = conv.weight.device
+        if self.options.method == 'nmi':
+            return NMIStats(geometry, conv.in_channels, device, self.options.max_chunk_elems,
+                            diag_removal=self.options.diag_removal)
+        return AutocorrStats(geometry, conv.in_channels, device, self.options.max_chunk_elems)
+
+    def refresh(self, batches: Sequence, forward: Optional[Forward] = None,
+                fallback_forward: Optional[Forward] = None) -> RefreshReport:
+        """Re-estimate G from ``batches`` (``nmi``/``autocorr``; no-op otherwise).
+
+        The model runs in eval mode under ``no_grad`` (BatchNorm statistics
+        untouched); every module's train/eval flag is restored afterwards.
+
+        Args:
+            batches: what ``forward`` takes, one item per forward pass.
+            forward: ``forward(model, batch)``; default ``model(batch)``.
+            fallback_forward: a second way to run the model, used only for the
+                convs that ``forward`` left idle (e.g. training-only heads).
+
+        Returns:
+            RefreshReport: the new G per layer, the idle / NaN / non-finite
+            layers (their previous G kept, warnings logged).
+        """
+        start = time.perf_counter()
+        report = RefreshReport(refresh=self.num_refreshes)
+        if not self.options.dynamic:
+            return report
+        forward = forward or _default_forward
+        model = self.model
+        flags = [(m, m.training) for m in model.modules()]
+
+        def run(fwd, layers):
+            return collect_dependence(layers, self._make_stats,
+                                      lambda: [fwd(model, batch) for batch in batches])
+        try:
+            model.eval()
+            with torch.no_grad():
+                stats = run(forward, self.layers)
+                idle = OrderedDict((n, self.layers[n]) for n, acc in stats.items()
+                                   if int(acc.calls) == 0)
+                if idle and fallback_forward is not None:
+                    stats.update(run(fallback_forward, idle))
+        finally:
+            for m, training in flags:
+                m.training = training
+
+        per_layer = {}
+        for name, acc in stats.items():
+            if int(acc.calls) == 0:
+                report.idle.append(name)
+                continue
+            if int(acc.nonfinite.sum()) > 0:
+                report.nonfinite.append(name)
+            g = scaling_from_dependence(acc.dependence(), acc.geometry.displacements,
+                                        tuple(self.layers[name].kernel_size), self.options.k)
+            if g is None:
+                report.kept_nan.append(name)
+            else:
+                per_layer[name] = g
+        for key, names in self.groups.items():
+            gs = [per_layer[n] for n in names if n in per_layer]
+            if gs:
+                g = torch.stack(gs).mean(0) if len(gs) > 1 else gs[0]
+                self.applier.set(key, g)
+                report.updated[key] = g.detach().to('cpu', torch.float64)
+        self.num_refreshes += 1
+        report.refresh = self.num_refreshes
+        report.seconds = time.perf_counter() - start
+        self._idle_since_refresh = report.idle
+        self._warn(report)
+        self._arm_check()
+        return report
+
+    def _warn(self, report: RefreshReport) -> None:
+        new_idle = [n for n in report.idle if n not in self.reported_idle]
+        if new_idle:
+            self.reported_idle.update(new_idle)
+            self.logger.warning(
+                f'SGS: these convs did not run during the refresh and keep their previous G: '
+                f'{new_idle}. Their forward was never called by the refresh forward: a branch '
+                'it does not take (e.g. a training-only head), or a module that uses the '
+                'weight without calling the conv (e.g. F.conv2d(x, conv.weight)); the first '
+                'training step tells which.')
+        if report.kept_nan:
+            self.logger.warning(f'SGS: G would contain NaN (constant or non-finite inputs); '
+                                f'previous G kept for {report.kept_nan}')
+        if report.nonfinite:
+            self.logger.warning(f'SGS: non-finite values in the inputs of {report.nonfinite}; '
+                                f'those channels were ignored')
+
+    # ------------------------------------------------------------- self-check
+    def _arm_check(self) -> None:
+        self.applier.reset_counts()
+        self._check_pending = True
+
+    @torch.no_grad()
+    def _self_check(self, optimizer, args, kwargs) -> None:
+        """At the first optimizer step after attaching / each refresh: every
+        weight that received a gradient went through SGS's hook, and still is
+        the Parameter the hook is on."""
+        if not self._check_pending:
+            return
+        self._check_pending = False
+        if self.options.mode != 'grad':
+            return
+        replaced, bypassed = [], []
+        for key, names in self.groups.items():
+            w = self.applier.weights[key]
+            if any(self.layers[n].weight is not w for n in names):
+                replaced.append(key)
+            elif (self.applier.fired[key] == 0 and w.grad is not None
+                  and bool(w.grad.ne(0).any())):
+                bypassed.append(key)
+        if replaced:
+            self.logger.warning(
+                f'SGS self-check: the weight Parameter of {replaced} was replaced after SGS '
+                'attached (e.g. load_state_dict(assign=True)); their gradients are NOT scaled. '
+                'Attach SGS after the weights are final.')
+        if bypassed:
+            self.logger.warning(
+                f'SGS self-check: {bypassed} received gradients that did not pass SGS\'s '
+                'gradient hook (hook removed, or gradients written to .grad directly); their '
+                'gradients are NOT scaled.')
+        trained_idle = [n for n in self._idle_since_refresh
+                        if self.applier.fired[self.key_of[n]] > 0]
+        if trained_idle:
+            self.logger.warning(
+                f'SGS self-check: {trained_idle} train, but their forward never ran during the '
+                'last refresh, so their G stays at its previous value (1 before the first '
+                'estimate): the refresh forward does not reach them (a training-only branch: '
+                'give refresh() a fallback_forward that runs it) or the model bypasses these '
+                'modules\' forward and uses their weight directly.')
+
+    # ------------------------------------------------------------------ state
+    def scales(self) -> 'OrderedDict[str, torch.Tensor]':
+        """Current G per weight (float64, CPU), keyed by the first conv's name."""
+        return OrderedDict((n, s.detach().to('cpu', torch.float64, copy=True))
+                           for n, s in self.applier.scales.items())
+
+    def state_dict(self) -> dict:
+        """G per layer, the refresh count and the arguments that define G."""
+        return dict(version=STATE_VERSION, method=self.options.method,
+                    config=self.options.g_config(), num_refreshes=self.num_refreshes,
+                    scales=dict(self.scales()))
+
+    def config_mismatch(self, state: dict) -> List[str]:
+        """The G-defining arguments on which ``state`` differs from this scaler."""
+        saved = state.get('config')
+        if saved is None:  # version 1 saved the method only
+            saved = dict(method=state.get('method'))
+        mine = self.options.g_config()
+        return [f'{name}={saved[name]!r} (now {mine[name]!r})' for name in saved
+                if name in mine and saved[name] != mine[name]]
+
+    def load_state_dict(self, state: dict) -> bool:
+        """Restore :meth:`state_dict` when it was saved with the same G-defining
+        arguments; otherwise warn and keep the current (fresh) G.
+
+        Returns:
+            Whether the state was restored.
+
+        Raises:
+            ValueError: a saved G has another shape than its layer's kernel.
+        """
+        mismatch = self.config_mismatch(state)
+        if mismatch:
+            self.logger.warning(f'SGS: the saved G was computed with {", ".join(mismatch)}; '
+                                'it is not restored, SGS starts afresh')
+            return False
+        scales = state.get('scales', {})
+        missing = [n for n in self.groups if n not in scales]
+        unknown = [n for n in scales if n not in self.groups]
+        for name, g in scales.items():
+            if name in self.groups:
+                g = torch.as_tensor(g)
+                kernel = tuple(self.layers[name].kernel_size)
+                if tuple(g.shape) != kernel:
+                    raise ValueError(f'SGS state for {name!r} has shape {tuple(g.shape)}, the '
+                                     f'layer a {kernel} kernel')
+                self.applier.set(name, g)
+        self.num_refreshes = int(state.get('num_refreshes', 0))
+        if missing or unknown:
+            self.logger.warning(f'SGS state: no saved G for {missing} (kept); saved G for '
+                                f'layers not in the model ignored: {unknown}')
+        self._arm_check()
+        return True
