@@ -80,6 +80,15 @@ class RefreshSchedule:
         epoch = iteration // self.iters_per_epoch
         return epoch if self._due(epoch) else None
 
+    @classmethod
+    def for_run(cls, interval: int, warmup: int, unit: Optional[str], loop_by_epoch: bool,
+                loader, world_size: int = 1) -> 'RefreshSchedule':
+        """The schedule of one run: ``unit=None`` follows the loop; epochs on an
+        iteration-based loop count ``iters_per_epoch(loader, world_size)``."""
+        unit = unit or ('epoch' if loop_by_epoch else 'iter')
+        ipe = iters_per_epoch(loader, world_size) if unit == 'epoch' and not loop_by_epoch else 1
+        return cls(interval, warmup, unit, loop_by_epoch, ipe)
+
     def describe(self, num_batches: int) -> str:
         text = (f'refresh at {self.unit} {self.warmup} then every {self.interval} '
                 f'{self.unit}s with {num_batches} batch(es)')

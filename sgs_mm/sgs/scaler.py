@@ -392,5 +392,14 @@ class SpatialGradScaler:
         if missing or unknown:
             self.logger.warning(f'SGS state: no saved G for {missing} (kept); saved G for '
                                 f'layers not in the model ignored: {unknown}')
+        where = f'refresh #{self.num_refreshes}' if self.num_refreshes else 'constant G'
+        self.logger.info(f'SGS: restored G of {len(scales)} layers from {where} '
+                         f'({self.options.method}, k={self.options.k})')
         self._arm_check()
         return True
+
+    def summary(self) -> str:
+        """Every layer's G in one line: centre and [min, max]."""
+        return ', '.join(
+            f'{n}: c={g[g.shape[0] // 2, g.shape[1] // 2]:.2f} [{g.min():.2f},{g.max():.2f}]'
+            for n, g in self.scales().items())
