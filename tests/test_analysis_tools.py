@@ -23,14 +23,17 @@ from mmengine.registry import METRICS
 from mmengine.runner import Runner
 
 import sgs_mm  # noqa: F401  registers the hook
-from sgs_mm.analysis import (AnalysisInputError, first_middle_last, kernel_magnitude,
-                             load_g_history, load_scalars, select_layers)
+from sgs_mm.analysis import (HISTORY_FILE, AnalysisInputError, GHistoryWriter, find_history_file,
+                             first_middle_last, kernel_magnitude, load_g_history, load_scalars,
+                             read_history_raw, select_layers)
+from sgs_mm.analysis import plots
 from toy_runner import toy_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools' / 'analysis'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 EPOCHS = 3
+ITERS = 16
 
 
 @METRICS.register_module(force=True)
@@ -47,9 +50,13 @@ class SGSToyAccuracy(BaseMetric):
         return {'top1': 100.0 * sum(r[0] for r in results) / sum(r[1] for r in results)}
 
 
-def train(work_dir, hook):
-    cfg = toy_cfg(work_dir, hook=hook, max_epochs=EPOCHS)
+def train(work_dir, hook, by_epoch=True):
+    cfg = toy_cfg(work_dir, hook=hook, max_epochs=EPOCHS, by_epoch=by_epoch, max_iters=ITERS)
     cfg['default_hooks']['logger'] = dict(type='LoggerHook', interval=2)
+    if not by_epoch:  # as mmseg's schedules: logs and validation counted in iterations
+        cfg['train_cfg']['val_interval'] = ITERS // 2  # validated at iterations 8 and 16
+        cfg['default_hooks']['logger']['log_metric_by_epoch'] = False
+        cfg['log_processor'] = dict(by_epoch=False)
     cfg.update(
         val_dataloader=dict(dataset=dict(type='SGSToyDataset', length=12),
                             sampler=dict(type='DefaultSampler', shuffle=False),
@@ -66,7 +73,10 @@ def runs(tmp_path_factory):
     sgs = train(root / 'sgs', dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1,
                                    num_batches=2))
     base = train(root / 'base', None)
-    return dict(sgs=sgs, base=base, root=root)
+    # iteration-based (mmseg style): refreshes at iterations 4, 8, 12, checkpoints every 4
+    iters = train(root / 'iter', dict(type='SpatialGradScalingHook', k=5, interval=4, warmup=4,
+                                      num_batches=1), by_epoch=False)
+    return dict(sgs=sgs, base=base, iter=iters, root=root)
 
 
 def load_tool(name):
@@ -85,6 +95,56 @@ def read_png(path) -> np.ndarray:
     assert image is not None and image.ndim == 3 and min(image.shape[:2]) > 100, path
     assert image.std() > 10, f'{path} is (nearly) blank'
     return image
+
+
+def write_history(folder, records, **header):
+    writer = GHistoryWriter(str(Path(folder) / HISTORY_FILE),
+                            dict(dict(method='nmi', k=5.0, mode='grad'), **header))
+    writer.start()
+    for rec in records:
+        writer.append(rec)
+
+
+class CapturedFigures(list):
+    """The matplotlib figures the tools save (``plots._save`` still writes the PNG)."""
+
+    def texts(self, index=-1):
+        fig = self[index]
+        found = [t.get_text() for ax in fig.axes
+                 for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts,
+                           *ax.get_xticklabels())]
+        return [t for t in found if t] + ([fig._suptitle.get_text()] if fig._suptitle else [])
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    captured = CapturedFigures()
+    save = plots._save
+
+    def capture(fig, out, *args, **kwargs):
+        captured.append(fig)
+        return save(fig, out, *args, **kwargs)
+
+    monkeypatch.setattr(plots, '_save', capture)
+    return captured
+
+
+def cut_labels(fig):
+    """Texts of ``fig`` that reach past the canvas edge (drawn with the Agg renderer)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    fig.draw(renderer)
+    width, height = canvas.get_width_height()
+    cut = []
+    for ax in fig.axes:
+        for text in (ax.yaxis.label, ax.xaxis.label, ax.title, *ax.texts):
+            if not text.get_text():
+                continue
+            box = text.get_window_extent(renderer)
+            if box.x0 < -0.5 or box.y0 < -0.5 or box.x1 > width + 0.5 or box.y1 > height + 0.5:
+                cut.append(text.get_text())
+    return cut
 
 
 def cli(name, *args):
@@ -173,7 +233,7 @@ def test_plot_sgs_image_depends_on_g(runs, tmp_path):
     assert a.shape != b.shape or not np.array_equal(a, b)
     # the same history with conv3's G transposed (same values, same colour range):
     # only the conv3 row (bottom third) changes, besides the title's path
-    hist = json.loads(Path(runs['sgs'], 'sgs_g_history.json').read_text())
+    hist = read_history_raw(find_history_file(runs['sgs']))
     images = []
     for name, transpose in (('a', False), ('b', True)):
         if transpose:
@@ -181,7 +241,7 @@ def test_plot_sgs_image_depends_on_g(runs, tmp_path):
                 rec['layers']['conv3'] = np.asarray(rec['layers']['conv3']).T.tolist()
         folder = tmp_path / name
         folder.mkdir()
-        (folder / 'sgs_g_history.json').write_text(json.dumps(hist))
+        write_history(folder, hist['records'])
         assert tool.main([str(folder), '--out', str(tmp_path / f'{name}.png')]) == 0
         images.append(read_png(tmp_path / f'{name}.png'))
     a, b = images
@@ -214,6 +274,65 @@ def test_plot_sgs_bad_input(runs, tmp_path):
     assert not list(tmp_path.glob('*.png'))
 
 
+def column_titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+def test_plot_sgs_labels_iterations_of_iteration_runs(runs, figures, tmp_path):
+    """An iteration-based run says "iter N" per column, not "epoch 0" (issue 9)."""
+    tool = load_tool('plot_sgs')
+    expected = ['refresh 1\niter 4', 'refresh 2\niter 8', 'refresh 3\niter 12']
+    assert tool.main([runs['iter'], '--out', str(tmp_path / 'iter.png')]) == 0
+    assert column_titles(figures[-1]) == expected
+    # a version-1 history (no unit in its header): the unit is read off the records
+    legacy = tmp_path / 'legacy'
+    legacy.mkdir()
+    raw = read_history_raw(find_history_file(runs['iter']))
+    (legacy / 'sgs_g_history.json').write_text(json.dumps(dict(
+        format='sgs_mm.g_history', version=1, method='nmi', k=5.0, mode='grad',
+        records=raw['records'])))
+    assert tool.main([str(legacy), '--out', str(tmp_path / 'legacy.png')]) == 0
+    assert column_titles(figures[-1]) == expected
+    # a checkpoint saved after iteration 12, before the refresh at iteration 12
+    assert tool.main([osp.join(runs['iter'], 'iter_12.pth'),
+                      '--out', str(tmp_path / 'ckpt.png')]) == 0
+    (title,) = column_titles(figures[-1])
+    assert title == 'refresh 2\niter 12\niter_12.pth (last refresh at iter 8)'
+    # an epoch-based run keeps its epochs
+    assert tool.main([runs['sgs'], '--out', str(tmp_path / 'epoch.png')]) == 0
+    assert column_titles(figures[-1]) == ['refresh 1\nepoch 1', 'refresh 2\nepoch 2']
+
+
+PSPNET_LAYERS = ['backbone.stem.0', 'backbone.stem.3', 'backbone.stem.6',
+                 'backbone.layer1.0.conv2', 'backbone.layer2.0.conv2', 'backbone.layer3.0.conv2',
+                 'backbone.layer4.2.conv2', 'decode_head.psp_modules.0.1.conv',
+                 'decode_head.bottleneck.conv', 'auxiliary_head.convs.0.conv']
+
+
+@pytest.mark.parametrize('names, refreshes', [
+    (PSPNET_LAYERS, 3),
+    (PSPNET_LAYERS[3:] + ['backbone.stages.3.blocks.2.attention_module.conv_offset.conv'], 2),
+    (['backbone.layer1.0.conv2', 'decode_head.bottleneck.conv', 'auxiliary_head.convs.0.conv'],
+     8),
+], ids=['pspnet', 'very-long-name', 'three-rows'])
+def test_plot_sgs_long_layer_names_fit(figures, tmp_path, names, refreshes):
+    """Row labels such as mmseg's "auxiliary_head.convs.0.conv" are not cut at the left
+    edge (issue 9)."""
+    rng = np.random.default_rng(0)
+    records = [dict(refresh=i + 1, epoch=0, iter=12 * (i + 1),
+                    layers={n: rng.random((3, 3)).tolist() for n in names})
+               for i in range(refreshes)]
+    write_history(tmp_path / 'seg', records, unit='iter')
+    tool = load_tool('plot_sgs')
+    assert tool.main([str(tmp_path / 'seg'), '--out', str(tmp_path / 'seg.png')]) == 0
+    fig = figures[-1]
+    assert cut_labels(fig) == []
+    labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()][:len(names)]
+    # each label is the full name (long ones wrapped after dots), then the kernel shape
+    assert [''.join(lb.split('\n')[:-1]) for lb in labels] == names
+    read_png(tmp_path / 'seg.png')
+
+
 # -------------------------------------------------------- kernel_magnitude
 def test_kernel_magnitude_cli_baseline_vs_sgs(runs, tmp_path):
     base = osp.join(runs['base'], f'epoch_{EPOCHS}.pth')
@@ -223,7 +342,7 @@ def test_kernel_magnitude_cli_baseline_vs_sgs(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr
     # 3 layers x (|W| baseline, |W| SGS, G of SGS)
     table = [ln for ln in proc.stdout.splitlines() if ln.startswith('| conv')]
-    assert len(table) == 9 and sum('SGS G' in ln for ln in table) == 3
+    assert len(table) == 9 and sum(f'| SGS | G at epoch {EPOCHS} |' in ln for ln in table) == 3
     both = read_png(out)
     tool = load_tool('kernel_magnitude')
     outs = {}
@@ -249,6 +368,19 @@ def test_kernel_magnitude_image_depends_on_weights(runs, tmp_path):
         assert tool.main([osp.join(runs['base'], f'epoch_{epoch}.pth'), '--out', str(out)]) == 0
         images.append(read_png(out))
     assert images[0].shape != images[1].shape or not np.array_equal(*images)
+
+
+def test_kernel_magnitude_labels_iteration_checkpoint(runs, figures, tmp_path, capsys):
+    """The G column of a checkpoint saved at iteration 12 reads "SGS / G at iter 12":
+    the run label once, the right unit (issue 9); the Markdown table says the same."""
+    tool = load_tool('kernel_magnitude')
+    ckpt = osp.join(runs['iter'], 'iter_12.pth')
+    assert tool.main([ckpt, '--labels', 'SGS', '--out', str(tmp_path / 'km.png')]) == 0
+    assert column_titles(figures[-1]) == ['SGS\nmean |W| (normalized)', 'SGS\nG at iter 12']
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('| conv')]
+    assert len(rows) == 6
+    assert sum('| SGS | G at iter 12 |' in ln for ln in rows) == 3
+    assert not [ln for ln in rows if 'epoch' in ln or 'SGS G' in ln]
 
 
 # ------------------------------------------------------------ compare_runs
@@ -290,3 +422,38 @@ def test_compare_runs_bad_input(runs, tmp_path):
     assert tool.main([str(copy), str(copy), '--out', str(out)]) == 0
     read_png(out)
     assert 'n/a' in (tmp_path / 'noval.md').read_text()
+
+
+def test_compare_runs_one_unit_per_axis(runs, figures, tmp_path):
+    """Loss and validation of an iteration-based run share the x-axis name (issue 9)."""
+    tool = load_tool('compare_runs')
+    assert tool.main([runs['iter'], runs['iter'], '--labels', 'A', 'B',
+                      '--out', str(tmp_path / 'it.png')]) == 0
+    loss_ax, val_ax = figures[-1].axes[:2]
+    assert loss_ax.get_xlabel() == val_ax.get_xlabel() == 'iteration'
+    assert len(val_ax.lines) == 2  # validated twice: curves
+    assert tool.main([runs['base'], runs['sgs'], '--out', str(tmp_path / 'ep.png')]) == 0
+    loss_ax, val_ax = figures[-1].axes[:2]
+    assert (loss_ax.get_xlabel(), val_ax.get_xlabel()) == ('iteration', 'epoch')
+
+
+def test_compare_runs_single_evaluation_as_bars(runs, figures, tmp_path):
+    """Runs validated once (the demo's PSPNet stages) get one labelled bar each, not a
+    lone dot per run on a meaningless step axis."""
+    copy = tmp_path / 'once'
+    shutil.copytree(runs['iter'], copy)
+    (scalars,) = copy.glob('*/vis_data/scalars.json')
+    lines = scalars.read_text().splitlines()
+    kept = [ln for ln in lines if '"iter"' in ln or json.loads(ln)['step'] == ITERS]
+    assert len(kept) == len(lines) - 1
+    scalars.write_text('\n'.join(kept) + '\n')
+    value = load_scalars(copy).val[-1]['accuracy/top1']
+    tool = load_tool('compare_runs')
+    out = tmp_path / 'once.png'
+    assert tool.main([str(copy), str(copy), '--labels', 'baseline', 'SGS',
+                      '--out', str(out)]) == 0
+    val_ax = figures[-1].axes[1]
+    assert len(val_ax.patches) == 2 and not val_ax.lines
+    assert [t.get_text() for t in val_ax.get_xticklabels()] == ['baseline', 'SGS']
+    assert f'{value:.4g}\n(iter {ITERS})' in figures.texts()
+    read_png(out)

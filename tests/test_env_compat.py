@@ -9,7 +9,8 @@ from mmengine.config import Config
 
 from sgs_mm.compat import (cpu_dist_needed, cpu_model_wrapper_cfg,
                            init_cpu_dist_if_needed, patch_cfg_for_cpu_dist)
-from sgs_mm.compat.torch_load import apply_torch_load_fix, safe_globals
+from sgs_mm.compat.torch_load import (apply_torch_load_fix, safe_globals,
+                                      unrestricted_getattr_entries)
 
 # A checkpoint shaped like mmengine's: a message hub with HistoryBuffers that
 # hold numpy arrays and scalars of several dtypes.
@@ -26,7 +27,13 @@ _SAVE_AND_LOAD = textwrap.dedent('''
     torch.save(ckpt, sys.argv[1])
     {import_line}
     out = torch.load(sys.argv[1], map_location='cpu')
-    assert isinstance(out['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    buf = out['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buf, HistoryBuffer)
+    assert buf._statistics_methods['mean'] is HistoryBuffer.mean
+    # the checkpoint's getattr is the restricted one, never the real builtin
+    import builtins
+    assert all(g is not builtins.getattr and not (isinstance(g, tuple) and g[0] is
+               builtins.getattr) for g in torch.serialization.get_safe_globals())
     print('LOADED')
 ''')
 
@@ -59,6 +66,7 @@ def test_fix_is_idempotent():
         registered = torch.serialization.get_safe_globals()
         for g in safe_globals():
             assert registered.count(g) == 1
+        assert unrestricted_getattr_entries() == []
 
 
 def test_dist_helpers_do_nothing_without_launcher():
@@ -93,3 +101,14 @@ def test_init_without_torchrun_env_raises(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(RuntimeError, match='torchrun'):
         init_cpu_dist_if_needed('pytorch')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_machine_keeps_mmengines_own_dist():
+    """GPU counterpart of the two CPU-only tests: with CUDA, nothing is patched
+    and mmengine's own (NCCL) initialisation is left to run."""
+    assert not cpu_dist_needed('pytorch')
+    cfg = Config(dict(launcher='pytorch'))
+    patch_cfg_for_cpu_dist(cfg)
+    assert 'model_wrapper_cfg' not in cfg
+    assert init_cpu_dist_if_needed('pytorch') is False

@@ -7,7 +7,7 @@ the real ImageNet / Cityscapes / MPII on-disk formats generated here.
    evaluated with its standard metric (top-1, mIoU/mAcc/aAcc, PCKh@0.5)
 3. prints the results table (work_dirs/demo/results.md, results.json) and
    draws the G heatmaps of the SGS stages (<stage>/sgs_g.png from
-   sgs_g_history.json).
+   sgs_g_history.jsonl).
 
 Finished stages are skipped on a rerun (new data or --force reruns all).
 """

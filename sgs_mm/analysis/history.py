@@ -1,37 +1,72 @@
-"""G history: the hook's ``sgs_g_history.json`` or the G stored in a checkpoint."""
+"""G history: written by the hook (:class:`GHistoryWriter`), read by the analysis tools.
+
+File format (``sgs_g_history.jsonl``, format ``sgs_mm.g_history`` version 2):
+JSON Lines, append-only. The first line is the header, every further line one
+refresh::
+
+    {"format": "sgs_mm.g_history", "version": 2, "method": "nmi", "k": 5.0,
+     "mode": "grad", "unit": "epoch"}
+    {"refresh": 1, "epoch": 1, "iter": 8, "layers": {"conv1": [[...], ...], ...}}
+
+Appending a refresh writes one line (O(1), whatever the length of the run).
+A line cut short by a crash is ignored when read. Version 1
+(``sgs_g_history.json``, one JSON object with a ``records`` list, rewritten at
+every refresh by earlier versions of sgs_mm) is still read.
+"""
 import json
+import os
 import os.path as osp
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from .ckpt import checkpoint_step, last_checkpoint_of, load_checkpoint
 from .errors import AnalysisInputError
 
-HISTORY_FILE = 'sgs_g_history.json'
+HISTORY_FILE = 'sgs_g_history.jsonl'
+LEGACY_HISTORY_FILE = 'sgs_g_history.json'
 HISTORY_FORMAT = 'sgs_mm.g_history'
+HISTORY_VERSION = 2
+UNITS = ('epoch', 'iter')
 STATE_KEY = 'sgs'
-EXPECTED = (f'a work_dir holding {HISTORY_FILE} (written by SpatialGradScalingHook), that '
-            f'file itself, or a checkpoint (.pth) with an {STATE_KEY!r} entry (saved while '
-            'SpatialGradScalingHook was on)')
+EXPECTED = (f'a work_dir holding {HISTORY_FILE} (written by SpatialGradScalingHook; '
+            f'{LEGACY_HISTORY_FILE} from earlier versions), that file itself, or a checkpoint '
+            f'(.pth) with an {STATE_KEY!r} entry (saved while SpatialGradScalingHook was on)')
 
 
 @dataclass
 class GRecord:
-    """G of every layer at one refresh (or in one checkpoint)."""
+    """G of every layer at one refresh (or in one checkpoint).
+
+    ``unit`` (``'epoch'``, ``'iter'`` or None when unknown) says which of
+    ``epoch``/``iter`` the run's schedule counts in; the label shows that one.
+    """
     layers: 'OrderedDict[str, np.ndarray]'
     refresh: Optional[int] = None
     epoch: Optional[int] = None
     iter: Optional[int] = None
     note: str = ''
+    unit: Optional[str] = None
+
+    @property
+    def step(self) -> Optional[int]:
+        """The position in the run's own unit (None when the unit is unknown)."""
+        return {'epoch': self.epoch, 'iter': self.iter}.get(self.unit)
+
+    @property
+    def where(self) -> str:
+        """``'epoch 3'`` / ``'iter 12'`` (both when the unit is unknown)."""
+        if self.step is not None:
+            return f'{self.unit} {self.step}'
+        return ', '.join(f'{k} {v}' for k, v in (('epoch', self.epoch), ('iter', self.iter))
+                         if v is not None)
 
     @property
     def label(self) -> str:
         head = f'refresh {self.refresh}' if self.refresh is not None else 'G'
-        where = ', '.join(f'{k} {v}' for k, v in (('epoch', self.epoch), ('iter', self.iter))
-                          if v is not None)
+        where = self.where
         parts = [head] + ([where] if where else []) + ([self.note] if self.note else [])
         return '\n'.join(parts)
 
@@ -45,6 +80,7 @@ class GHistory:
     k: Optional[float] = None
     mode: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    unit: Optional[str] = None
 
     @property
     def layer_names(self) -> List[str]:
@@ -71,28 +107,232 @@ def _matrix(value, where: str) -> np.ndarray:
     return g
 
 
-def read_history_file(path: str) -> GHistory:
-    """Parse a ``sgs_g_history.json`` (format ``sgs_mm.g_history``, version 1)."""
+def infer_unit(records: List[dict]) -> Optional[str]:
+    """The schedule unit of a history without one in its header (version 1).
+
+    An epoch-based run refreshes at epoch boundaries (epoch > 0 from the
+    second refresh on); an iteration-based loop (``IterBasedTrainLoop``) never
+    leaves epoch 0. None when the records cannot tell (a single refresh at
+    epoch 0, iteration 0).
+    """
+    epochs = [r.get('epoch') for r in records if isinstance(r.get('epoch'), int)]
+    iters = [r.get('iter') for r in records if isinstance(r.get('iter'), int)]
+    if any(e > 0 for e in epochs):
+        return 'epoch'
+    if epochs and iters and any(i > 0 for i in iters):
+        return 'iter'
+    return None
+
+
+def _unit_of(header: dict, records: List[dict]) -> Optional[str]:
+    unit = header.get('unit')
+    return unit if unit in UNITS else infer_unit(records)
+
+
+# ------------------------------------------------------------------ raw files
+def _parse_lines(path: str, text: str) -> Tuple[dict, List[dict], List[str]]:
+    """Header, records and notes of a version-2 (JSON Lines) history."""
+    lines = text.split('\n')
+    header, records, notes = None, [], []
+    numbered = [(n, ln) for n, ln in enumerate(lines, 1) if ln.strip()]
+    for pos, (n, line) in enumerate(numbered):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if pos == len(numbered) - 1 and header is not None:  # torn by a crash
+                notes.append(f'{path}:{n}: last line is incomplete (the run stopped while '
+                             'writing it); ignored')
+                break
+            raise AnalysisInputError(f'{path}:{n}: not a JSON line ({e}); the G history is '
+                                     'damaged') from None
+        if header is None:
+            header = obj
+            continue
+        if not isinstance(obj, dict):
+            raise AnalysisInputError(f'{path}:{n}: expected a G record (a JSON object), got '
+                                     f'{type(obj).__name__}')
+        records.append(obj)
+    return header or {}, records, notes
+
+
+def read_history_raw(path: str) -> dict:
+    """A G history file as one dict, whichever version it is.
+
+    Returns:
+        The header's keys (``format``, ``version``, ``method``, ``k``,
+        ``mode``, ``unit`` ...) plus ``records`` (the refresh dicts as written)
+        and ``notes`` (what was skipped, e.g. a torn last line).
+
+    Raises:
+        AnalysisInputError: the file cannot be read or is not a G history.
+    """
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AnalysisInputError(f'{path}: cannot read as a G history JSON ({e}); expected '
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise AnalysisInputError(f'{path}: cannot read as a G history ({e}); expected '
                                  f'{EXPECTED}') from None
+    first = text.split('\n', 1)[0]
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    if isinstance(head, dict) and head.get('format') == HISTORY_FORMAT and 'records' in head:
+        data, notes = head, []  # version 1: one JSON object (json.dump writes one line)
+    elif isinstance(head, dict) and head.get('format') == HISTORY_FORMAT:
+        header, records, notes = _parse_lines(path, text)
+        data = dict(header, records=records)
+    else:
+        try:  # version 1 pretty-printed, or not a history at all
+            data, notes = json.loads(text), []
+        except json.JSONDecodeError as e:
+            raise AnalysisInputError(f'{path}: cannot read as a G history ({e}); expected '
+                                     f'{EXPECTED}') from None
     if not isinstance(data, dict) or data.get('format') != HISTORY_FORMAT:
         raise AnalysisInputError(f'{path}: not a G history (no "format": "{HISTORY_FORMAT}"); '
                                  f'expected {EXPECTED}')
-    if data.get('version', 1) != 1:
+    if data.get('version', 1) not in (1, HISTORY_VERSION):
         raise AnalysisInputError(f'{path}: G history version {data.get("version")!r} is not '
-                                 'supported (this tool reads version 1)')
+                                 f'supported (this tool reads versions 1 and {HISTORY_VERSION})')
+    data['records'] = [r for r in (data.get('records') or []) if isinstance(r, dict)]
+    data['notes'] = notes
+    return data
+
+
+def find_history_file(work_dir: str) -> Optional[str]:
+    """``<work_dir>/sgs_g_history.jsonl``, else the legacy ``sgs_g_history.json``, else None."""
+    for name in (HISTORY_FILE, LEGACY_HISTORY_FILE):
+        path = osp.join(work_dir, name)
+        if osp.isfile(path):
+            return path
+    return None
+
+
+def read_history_file(path: str) -> GHistory:
+    """Parse a G history file (version 2 JSON Lines or version 1 JSON)."""
+    data = read_history_raw(path)
+    unit = _unit_of(data, data['records'])
     records = []
-    for i, r in enumerate(data.get('records') or []):
+    for i, r in enumerate(data['records']):
         layers = OrderedDict((n, _matrix(g, f'{path}: record {i} layer {n!r}'))
                              for n, g in (r.get('layers') or {}).items())
-        records.append(GRecord(layers, r.get('refresh'), r.get('epoch'), r.get('iter')))
+        records.append(GRecord(layers, r.get('refresh'), r.get('epoch'), r.get('iter'),
+                               unit=unit))
     if not records:
         raise AnalysisInputError(f'{path}: the G history has no refresh recorded yet')
-    return GHistory(path, records, data.get('method'), data.get('k'), data.get('mode'))
+    return GHistory(path, records, data.get('method'), data.get('k'), data.get('mode'),
+                    notes=list(data['notes']), unit=unit)
+
+
+# ---------------------------------------------------------------------- writer
+def _jsonable(obj):
+    if hasattr(obj, 'tolist'):  # tensors, arrays, numpy scalars
+        return obj.tolist()
+    raise TypeError(f'{type(obj).__name__} is not JSON serializable')
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, separators=(',', ':'), default=_jsonable)
+
+
+class GHistoryWriter:
+    """Append-only writer of a G history (JSON Lines, see the module docstring).
+
+    Rank 0 of a run creates one, calls :meth:`start` once before training and
+    :meth:`append` after every refresh::
+
+        writer = GHistoryWriter(osp.join(work_dir, HISTORY_FILE),
+                                dict(method='nmi', k=5.0, mode='grad', unit='epoch'))
+        writer.start(resume_iter=runner.iter if resumed else None)
+        writer.append(dict(refresh=1, epoch=1, iter=8, layers={'conv1': g.tolist()}))
+
+    Args:
+        path (str): the history file (``<work_dir>/sgs_g_history.jsonl``).
+        header (dict): JSON-serializable run description, e.g.
+            ``dict(method=..., k=..., mode=..., unit='epoch'|'iter')``;
+            ``format`` and ``version`` are added.
+    """
+
+    def __init__(self, path: str, header: dict):
+        self.path = str(path)
+        self.header = dict(header, format=HISTORY_FORMAT, version=HISTORY_VERSION)
+        self._dump_header = _dump(self.header)  # fails early if not serializable
+        self.notes: List[str] = []
+        self._started = False
+
+    def start(self, resume_iter: Optional[int] = None) -> None:
+        """Begin writing.
+
+        Fresh run (``resume_iter=None``): a new history at ``path`` (an
+        existing file there is replaced, its header and records dropped).
+        Resumed run: keep the existing records with ``iter < resume_iter``
+        (the rest are dropped, once, here), write the current header; with no
+        file at ``path`` (or one that is not a G history) start fresh. A
+        resumed run whose work_dir still holds only the legacy
+        ``sgs_g_history.json`` carries its records over into ``path``.
+        """
+        kept: List[dict] = []
+        self.notes = []
+        if resume_iter is not None:
+            source = self.path if osp.isfile(self.path) else self._legacy_sibling()
+            if source is not None:
+                try:
+                    data = read_history_raw(source)
+                except AnalysisInputError as e:
+                    self.notes.append(f'{e}; starting a new history')
+                else:
+                    self.notes.extend(data['notes'])
+                    kept = [r for r in data['records']
+                            if isinstance(r.get('iter'), int) and r['iter'] < resume_iter]
+        folder = osp.dirname(osp.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = f'{self.path}.tmp{os.getpid()}'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(self._dump_header + '\n')
+            for r in kept:
+                f.write(_dump(r) + '\n')
+        os.replace(tmp, self.path)  # never a half-written history at path
+        self._started = True
+
+    def append(self, record: dict) -> None:
+        """Append one refresh: ``dict(refresh=int, epoch=int, iter=int, layers={name: G})``.
+
+        One line, one ``write`` call, flushed on return: O(1) in the number of
+        records already written. G may be nested lists, arrays or tensors.
+        """
+        if not self._started:
+            raise RuntimeError('GHistoryWriter.append() before start(): call start() once '
+                               'before training (start(None) for a fresh run)')
+        line = _dump(record) + '\n'
+        with open(self.path, 'a', encoding='utf-8') as f:
+            f.write(line)
+            f.flush()
+
+    def _legacy_sibling(self) -> Optional[str]:
+        legacy = osp.join(osp.dirname(self.path), LEGACY_HISTORY_FILE)
+        if osp.basename(self.path) != LEGACY_HISTORY_FILE and osp.isfile(legacy):
+            return legacy
+        return None
+
+
+def checkpoint_unit(ckpt: dict) -> Optional[str]:
+    """The unit a checkpoint's position is best given in.
+
+    The SGS state's own ``unit`` (or ``by_epoch``) when it records one;
+    otherwise from mmengine's ``meta``: an epoch-based run saves at epoch >= 1,
+    an ``IterBasedTrainLoop`` stays at epoch 0.
+    """
+    state = ckpt.get(STATE_KEY) if isinstance(ckpt.get(STATE_KEY), dict) else {}
+    if state.get('unit') in UNITS:
+        return state['unit']
+    if state.get('by_epoch') in (True, False):
+        return 'epoch' if state['by_epoch'] else 'iter'
+    step = checkpoint_step(ckpt)
+    if isinstance(step['epoch'], int) and step['epoch'] > 0:
+        return 'epoch'
+    if isinstance(step['iter'], int) and step['iter'] > 0:
+        return 'iter'
+    return None
 
 
 def history_from_checkpoint(ckpt: dict, source: str) -> GHistory:
@@ -106,20 +346,24 @@ def history_from_checkpoint(ckpt: dict, source: str) -> GHistory:
     layers = OrderedDict((n, _matrix(g, f'{source}: layer {n!r}'))
                          for n, g in state['scales'].items())
     step = checkpoint_step(ckpt)
+    unit = checkpoint_unit(ckpt)
     note = osp.basename(source)
     if state.get('last_refresh') is not None:
-        note += f' (last refresh at {state["last_refresh"]})'
+        at = f'{unit} {state["last_refresh"]}' if unit else state['last_refresh']
+        note += f' (last refresh at {at})'
     elif not state.get('num_refreshes') and state.get('method') in ('nmi', 'autocorr'):
         note += ' (no refresh yet: G = 1)'
-    record = GRecord(layers, state.get('num_refreshes'), step['epoch'], step['iter'], note)
-    return GHistory(source, [record], state.get('method'))
+    record = GRecord(layers, state.get('num_refreshes'), step['epoch'], step['iter'], note,
+                     unit=unit)
+    return GHistory(source, [record], state.get('method'), state.get('k'), state.get('mode'),
+                    unit=unit)
 
 
 def load_g_history(path: str, trusted: bool = False) -> GHistory:
-    """G history from a work_dir, a history JSON or a checkpoint.
+    """G history from a work_dir, a history file (``.jsonl``/``.json``) or a checkpoint.
 
-    A work_dir without ``sgs_g_history.json`` (``history_file=None``) falls
-    back to the G of its ``last_checkpoint``.
+    A work_dir without a history file (``history_file=None``) falls back to
+    the G of its ``last_checkpoint``.
 
     Raises:
         AnalysisInputError: ``path`` is none of those (the message says what
@@ -127,8 +371,8 @@ def load_g_history(path: str, trusted: bool = False) -> GHistory:
     """
     path = str(path)
     if osp.isdir(path):
-        hist = osp.join(path, HISTORY_FILE)
-        if osp.isfile(hist):
+        hist = find_history_file(path)
+        if hist is not None:
             return read_history_file(hist)
         last = last_checkpoint_of(path)
         if last is not None:
@@ -142,6 +386,6 @@ def load_g_history(path: str, trusted: bool = False) -> GHistory:
                                  f'last_checkpoint with G); expected {EXPECTED}')
     if not osp.exists(path):
         raise AnalysisInputError(f'{path}: no such file or directory; expected {EXPECTED}')
-    if path.endswith('.json'):
+    if path.endswith(('.json', '.jsonl')):
         return read_history_file(path)
     return history_from_checkpoint(load_checkpoint(path, trusted), path)

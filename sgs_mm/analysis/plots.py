@@ -5,23 +5,72 @@ global backend switch, no GUI, safe to call from any process.
 """
 import os
 import os.path as osp
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .history import GHistory, GRecord
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str = 'constrained'):
+    """A figure; ``layout='compressed'`` for grids of fixed-aspect panels (heatmaps)."""
     from matplotlib.figure import Figure
-    return Figure(figsize=(width, height), layout='constrained')
+    return Figure(figsize=(width, height), layout=layout)
+
+
+def overflow(fig) -> Tuple[float, float, float, float]:
+    """How far (inches) the drawn artists reach past the left, bottom, right, top edges.
+
+    All zero when everything fits on the canvas.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    fig.draw(canvas.get_renderer())  # runs the layout engine
+    box = fig.get_tightbbox(canvas.get_renderer())
+    w, h = fig.get_size_inches()
+    return (max(0.0, -box.x0), max(0.0, -box.y0), max(0.0, box.x1 - w), max(0.0, box.y1 - h))
+
+
+def _fit(fig, pad: float = 0.08, rounds: int = 3) -> None:
+    """Grow the figure until no label is cut at an edge (long layer names).
+
+    The layout engines under-reserve room for wide horizontal y-labels next to
+    fixed-aspect panels; each round widens the canvas by the overflow.
+    """
+    for _ in range(rounds):
+        left, bottom, right, top = overflow(fig)
+        if max(left, bottom, right, top) <= 1e-3:
+            return
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w + (left + right + 2 * pad if left or right else 0),
+                            h + (bottom + top + 2 * pad if bottom or top else 0))
 
 
 def _save(fig, out: str, dpi: int = 110) -> str:
+    _fit(fig)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
     fig.savefig(out, dpi=dpi, format='png', facecolor='white')
     return out
+
+
+def wrap_name(name: str, width: int = 32) -> str:
+    """A dotted layer name broken after dots into lines of at most ``width`` characters.
+
+    Lines break only after a ``.``; a single part longer than ``width`` stays whole.
+    """
+    if len(name) <= width:
+        return name
+    parts = name.split('.')
+    lines, line = [], ''
+    for i, part in enumerate(parts):
+        piece = part + ('.' if i < len(parts) - 1 else '')
+        if line and len(line) + len(piece) > width:
+            lines.append(line)
+            line = ''
+        line += piece
+    lines.append(line)
+    return '\n'.join(lines)
 
 
 def _annotate(ax, m: np.ndarray, vmin: float, vmax: float, cmap) -> None:
@@ -73,8 +122,11 @@ def heatmap_grid(row_names: Sequence[str], col_names: Sequence[str],
         raise ValueError('heatmap_grid: no matrix to draw')
     labels = (list(cbar_label) if isinstance(cbar_label, (list, tuple))
               else [cbar_label] * len(order))
-    label_w = min(0.08 * max(len(n) for n in row_names), 2.6)
-    fig = _figure(label_w + 1.9 * nc + 1.1, 1.9 * nr + (0.7 if title else 0.3))
+    wrapped = [wrap_name(n) for n in row_names]
+    longest = max(len(line) for n in wrapped for line in n.split('\n'))
+    label_w = 0.075 * longest + 0.2
+    fig = _figure(label_w + 1.9 * nc + 1.1, 1.9 * nr + (0.7 if title else 0.3),
+                  layout='compressed')
     axes = np.atleast_2d(fig.subplots(nr, nc, squeeze=False))
     images = {}
     for r in range(nr):
@@ -97,7 +149,7 @@ def heatmap_grid(row_names: Sequence[str], col_names: Sequence[str],
                 ax.set_title(col_names[c], fontsize=8)
             if c == 0:
                 shape = f'\n{m.shape[0]}x{m.shape[1]}' if m is not None else ''
-                ax.set_ylabel(f'{row_names[r]}{shape}', fontsize=8, rotation=0,
+                ax.set_ylabel(f'{wrapped[r]}{shape}', fontsize=8, rotation=0,
                               ha='right', va='center', labelpad=6)
     for gid, label in zip(order, labels):
         if gid not in images:
@@ -152,9 +204,32 @@ def _smooth(values: List[float], window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(v, kernel, mode='valid')])
 
 
+def _single_evaluations(ax, runs, labels, metric, colors, unit) -> None:
+    """One bar per run, labelled with its value and when it was measured."""
+    xs, heights, notes, cols = [], [], [], []
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        steps, values = run.series(metric, 'val')
+        if values:
+            xs.append(label)
+            heights.append(values[-1])
+            notes.append(f'{values[-1]:.4g}\n({unit} {steps[-1]})')
+            cols.append(colors[i % len(colors)])
+    bars = ax.bar(xs, heights, color=cols, width=0.6)
+    ax.bar_label(bars, labels=notes, fontsize=8, padding=2)
+    top = max(max(heights), 0.0)
+    ax.set_ylim(min(0.0, min(heights)) * 1.2, top * 1.25 if top > 0 else 1.0)
+    ax.set_xlabel('run (one validation each)')
+    ax.grid(alpha=0.3, axis='y')
+
+
 def plot_runs(runs: Sequence, labels: Sequence[str], metric: Optional[str], out: str,
               loss_key: str = 'loss', title: str = '') -> str:
     """Training loss (left) and validation ``metric`` (right) of several runs.
+
+    Both panels count in the same unit: iterations for the loss; for the
+    validation, epochs when every run is epoch-based, else iterations. When no
+    run was validated more than once, the validation panel is one bar per run
+    (a lone point per run on a line plot says nothing).
 
     Args:
         runs: :class:`~sgs_mm.analysis.scalars.RunScalars`.
@@ -182,17 +257,23 @@ def plot_runs(runs: Sequence, labels: Sequence[str], metric: Optional[str], out:
     ax.legend(fontsize=8)
     if metric:
         ax = axes[1]
-        for i, (run, label) in enumerate(zip(runs, labels)):
-            steps, values = run.series(metric, 'val')
-            if values:
-                ax.plot(steps, values, marker='o', markersize=3.5, linewidth=1.6,
-                        color=colors[i % len(colors)], label=label)
-        unit = 'epoch' if all(r.by_epoch for r in runs if r.train) else 'step'
-        ax.set_xlabel(unit)
+        from .scalars import val_unit
+        unit = val_unit(runs)
+        counts = [len(run.series(metric, 'val')[1]) for run in runs]
+        if max(counts) == 1:
+            _single_evaluations(ax, runs, labels, metric, colors,
+                                'epoch' if unit == 'epoch' else 'iter')
+        else:
+            for i, (run, label) in enumerate(zip(runs, labels)):
+                steps, values = run.series(metric, 'val')
+                if values:
+                    ax.plot(steps, values, marker='o', markersize=3.5, linewidth=1.6,
+                            color=colors[i % len(colors)], label=label)
+            ax.set_xlabel(unit)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
         ax.set_ylabel(metric)
         ax.set_title(f'validation {metric}', fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, out)

@@ -42,6 +42,12 @@ class RunScalars:
         return [r['step'] for r in recs], [float(r[key]) for r in recs]
 
 
+def val_unit(runs: List[RunScalars]) -> str:
+    """What the validation steps of ``runs`` count: ``'epoch'`` when every run is
+    epoch-based, else ``'iteration'`` (the unit of the training steps too)."""
+    return 'epoch' if all(r.by_epoch for r in runs if r.train) else 'iteration'
+
+
 def scalar_files(path: str) -> List[str]:
     """The ``scalars.json`` files of a work_dir, oldest run first.
 

@@ -21,6 +21,7 @@ except ImportError:  # run from a checkout without ``pip install -e .``
 from sgs_mm.analysis import (AnalysisInputError, final_summary, load_scalars,  # noqa: E402
                              pick_metric)
 from sgs_mm.analysis.errors import run_cli  # noqa: E402
+from sgs_mm.analysis.scalars import val_unit  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -43,10 +44,10 @@ def _fmt(v, digits=4):
     return 'n/a' if v is None else f'{v:.{digits}g}'
 
 
-def markdown_table(labels, paths, summaries, metric, loss_key='loss') -> str:
+def markdown_table(labels, paths, summaries, metric, loss_key='loss', unit='step') -> str:
     m = metric or 'metric'
     lines = [f'| run | work_dir | iterations | final train {loss_key} | final {m} | best {m} '
-             f'(at step) |', '|---|---|---|---|---|---|']
+             f'(at {unit}) |', '|---|---|---|---|---|---|']
     for label, path, s in zip(labels, paths, summaries):
         best = ('n/a' if s['best_metric'] is None
                 else f'{_fmt(s["best_metric"])} ({s["best_step"]})')
@@ -84,7 +85,7 @@ def run(args) -> str:
     plot_runs(runs, labels, metric, out, loss_key=args.loss_key,
               title=f'{labels[0]} vs {labels[1]}')
     table = markdown_table(labels, paths, [final_summary(r, metric, args.loss_key) for r in runs],
-                           metric, args.loss_key)
+                           metric, args.loss_key, val_unit(runs))
     md = osp.splitext(out)[0] + '.md'
     with open(md, 'w') as f:
         f.write(table)

@@ -51,6 +51,19 @@ def default_labels(paths):
     return [osp.join(osp.basename(osp.dirname(osp.abspath(p))), osp.basename(p)) for p in paths]
 
 
+def g_column_title(history) -> str:
+    """``G at iter 12`` / ``G at epoch 3`` (+ ``, no refresh yet``) for a checkpoint's G.
+
+    The run's label goes on the line above it, so the title does not repeat it.
+    """
+    record = history.records[0]
+    where = record.where or osp.basename(history.source)
+    title = f'G at {where}' if record.where else f'G ({where})'
+    if record.note.endswith('(no refresh yet: G = 1)'):
+        title += ', no refresh yet'
+    return title
+
+
 def run(args) -> str:
     labels = args.labels or default_labels(args.ckpts)
     ckpts = [load_checkpoint(p, args.trust) for p in args.ckpts]
@@ -72,11 +85,8 @@ def run(args) -> str:
                for label, c in zip(labels, ckpts)]
     for label, path, c in zip(labels, args.ckpts, ckpts):
         if isinstance(c.get('sgs'), dict):
-            record = history_from_checkpoint(c, path).records[0]
-            where = f'epoch {record.epoch}' if record.epoch is not None else osp.basename(path)
-            if record.note.endswith('(no refresh yet: G = 1)'):
-                where += ', no refresh yet'
-            columns.append((f'{label}\nSGS G ({where})', record.layers))
+            history = history_from_checkpoint(c, path)
+            columns.append((f'{label}\n{g_column_title(history)}', history.records[0].layers))
     groups = [0] * len(ckpts) + [1] * (len(columns) - len(ckpts))
 
     from sgs_mm.analysis.plots import plot_matrix_columns
@@ -85,13 +95,14 @@ def run(args) -> str:
                         cbar_label=['mean |W| (mean 1)', 'G (mean 1)'],
                         title='Average kernel magnitude matrix' +
                         (' vs G' if len(columns) > len(ckpts) else ''))
-    print('| layer | column | centre | edge | corner |')
-    print('|---|---|---|---|---|')
+    print('| layer | run | matrix | centre | edge | corner |')
+    print('|---|---|---|---|---|---|')
     for name in layers:
         for title, mats in columns:
             if name in mats:
                 s = centre_edge_corner(mats[name])
-                print(f'| {name} | {title.replace(chr(10), " ")} | {s["centre"]:.3f} | '
+                run_label, matrix = title.split('\n', 1)
+                print(f'| {name} | {run_label} | {matrix} | {s["centre"]:.3f} | '
                       f'{s["edge"]:.3f} | {s["corner"]:.3f} |')
     print(f'wrote {out}')
     return out

@@ -5,10 +5,11 @@
     python tools/analysis/plot_sgs.py work_dirs/run --paper    # first/middle/last conv, start/end
     python tools/analysis/plot_sgs.py work_dirs/run/epoch_100.pth --layers 'backbone.layer4.*'
 
-WORK_DIR_OR_CKPT is a work_dir holding ``sgs_g_history.json`` (the hook writes it
-at every refresh), that JSON file, or a checkpoint saved with the hook on (its
-single current G). Writes a PNG (default: ``<work_dir>/sgs_g.png`` or
-``<ckpt>_sgs_g.png``).
+WORK_DIR_OR_CKPT is a work_dir holding ``sgs_g_history.jsonl`` (the hook appends a
+line at every refresh; ``sgs_g_history.json`` of earlier versions is read too), that
+file, or a checkpoint saved with the hook on (its single current G). Columns are
+labelled in the run's unit (``epoch N`` or ``iter N``). Writes a PNG (default:
+``<work_dir>/sgs_g.png`` or ``<ckpt>_sgs_g.png``).
 """
 import argparse
 import os.path as osp
