@@ -6,6 +6,7 @@ whose allow-list admits mmengine's message hub. Each run is a fresh process
 (tests/scripts/dist_train_toy.py), so nothing here pre-imports the fix.
 """
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -20,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / 'tests' / 'scripts' / 'dist_train_toy.py'
 
 
-def _run(cmd, timeout=300):
+def _run(cmd, timeout=300, **env):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **env})
     assert proc.returncode == 0, (
         f'{" ".join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n'
         f'{proc.stderr[-6000:]}')
@@ -76,23 +77,25 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _torchrun(work_dir, epochs, resume_from=None):
+def _torchrun(work_dir, epochs, resume_from=None, nproc=2, **env):
     cmd = [sys.executable, '-m', 'torch.distributed.run',
-           '--nproc_per_node=2', '--nnodes=1', '--master_addr=127.0.0.1',
+           f'--nproc_per_node={nproc}', '--nnodes=1', '--master_addr=127.0.0.1',
            f'--master_port={_free_port()}', str(SCRIPT),
            '--launcher', 'pytorch', '--work-dir', str(work_dir),
            '--max-epochs', str(epochs)]
     if resume_from:
         cmd += ['--resume-from', str(resume_from)]
-    return _run(cmd)
+    return _run(cmd, **env)
+
+
+# the CPU (gloo) path of --launcher pytorch, also on a machine with a GPU
+CPU_ONLY = dict(CUDA_VISIBLE_DEVICES='')
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(torch.cuda.is_available(),
-                    reason='checks the CPU (gloo) path of --launcher pytorch')
 def test_torchrun_two_processes_cpu_train_and_resume(tmp_path):
     work = tmp_path / 'dist'
-    _torchrun(work, 2)
+    _torchrun(work, 2, **CPU_ONLY)
     assert (work / 'epoch_2.pth').is_file()
     first = [_result(work, r) for r in (0, 1)]
     for r, res in enumerate(first):
@@ -103,10 +106,26 @@ def test_torchrun_two_processes_cpu_train_and_resume(tmp_path):
         assert res['epoch'] == 2 and res['iter'] == 8
     assert first[0]['weights'] == first[1]['weights']  # DDP kept them in sync
 
-    proc = _torchrun(work, 4, resume_from=work / 'epoch_2.pth')
+    proc = _torchrun(work, 4, resume_from=work / 'epoch_2.pth', **CPU_ONLY)
     assert 'resumed epoch: 2' in proc.stdout + proc.stderr
     final = [_result(work, r) for r in (0, 1)]
     assert all(res['epoch'] == 4 and res['iter'] == 16 for res in final)
     assert final[0]['weights'] == final[1]['weights']
     assert final[0]['weights'] != first[0]['weights']
     assert (work / 'epoch_4.pth').is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU (NCCL)')
+def test_torchrun_one_gpu_nccl_train_and_resume(tmp_path):
+    """The GPU counterpart: mmengine's own NCCL init, one rank, then --resume."""
+    work = tmp_path / 'dist'
+    _torchrun(work, 2, nproc=1, SGS_TOY_BACKEND='nccl')
+    res = _result(work, 0)
+    assert res['backend'] == 'nccl' and res['wrapper'] == 'MMDistributedDataParallel'
+    assert res['epoch'] == 2 and res['iter'] == 16
+    proc = _torchrun(work, 4, resume_from=work / 'epoch_2.pth', nproc=1,
+                     SGS_TOY_BACKEND='nccl')
+    assert 'resumed epoch: 2' in proc.stdout + proc.stderr
+    final = _result(work, 0)
+    assert final['epoch'] == 4 and final['iter'] == 32 and final['weights'] != res['weights']

@@ -32,7 +32,9 @@ def test_two_rank_g_is_identical_and_equals_union(tmp_path):
            '--master_addr=127.0.0.1', f'--master_port={free_port()}', str(SCRIPT),
            str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+                          # two ranks, CPU and gloo, also on a one-GPU machine
+                          env={**__import__('os').environ, 'OMP_NUM_THREADS': '1',
+                               'CUDA_VISIBLE_DEVICES': ''})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(tmp_path / 'rank0.pt', weights_only=False)
     r1 = torch.load(tmp_path / 'rank1.pt', weights_only=False)

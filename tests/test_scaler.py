@@ -185,7 +185,7 @@ def test_plain_ddp_two_ranks_match_union(tmp_path):
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
            '--master_addr=127.0.0.1', f'--master_port={port}', str(DIST_SCRIPT), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
+                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(tmp_path / 'rank0.pt', weights_only=False)
     r1 = torch.load(tmp_path / 'rank1.pt', weights_only=False)

@@ -102,7 +102,7 @@ def make_cfg(work_dir: str, max_epochs: int, resume_from: str = None,
             checkpoint=dict(type='CheckpointHook', interval=1),
             logger=dict(type='LoggerHook', interval=4)),
         randomness=dict(seed=0),
-        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        env_cfg=dict(dist_cfg=dict(backend=os.environ.get('SGS_TOY_BACKEND', 'gloo'))),
         launcher=launcher,
         load_from=resume_from,
         resume=resume_from is not None)
