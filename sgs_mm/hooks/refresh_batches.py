@@ -25,15 +25,34 @@ def forked_rng():
             torch.cuda.set_rng_state_all(cuda)
 
 
+def rank0_seed(seed: int) -> int:
+    """``seed`` as global rank 0 has it, on every rank (a broadcast in a
+    multi-process run, so every rank must call it; ``seed`` itself on one)."""
+    from mmengine.dist import broadcast, get_world_size
+    if get_world_size() == 1:
+        return int(seed)
+    value = torch.tensor([int(seed)], dtype=torch.int64)
+    broadcast(value, src=0)
+    return int(value.item())
+
+
 def draw_batches(train_loader: DataLoader, num_batches: int, seed: int) -> List:
     """``num_batches`` collated batches from the train dataset.
 
     A separate loader (no workers) over the same dataset, collate function and
-    batch size, with mmengine's rank-aware ``DefaultSampler`` seeded by
-    ``seed``: each rank draws different samples, the training iterator (and
-    its persistent workers) is untouched, and the draw is reproducible.
+    batch size, with mmengine's rank-aware ``DefaultSampler`` (its shard is
+    chosen by the *global* rank): each rank draws different samples, the
+    training iterator (and its persistent workers) is untouched, and the draw
+    is reproducible.
+
+    The sampler is seeded with rank 0's ``seed`` on every rank: a shared
+    permutation split by rank is what makes the ranks' samples disjoint, and a
+    caller's seed can differ per rank (``runner.seed`` includes the global
+    rank under ``randomness.diff_rank_seed=True``). In a multi-process run
+    this is a collective: every rank must call it at the same point.
     """
     from mmengine.dataset import DefaultSampler
+    seed = rank0_seed(seed)
     batch_size = train_loader.batch_size
     if batch_size is None:
         batch_size = getattr(train_loader.batch_sampler, 'batch_size', 1)

@@ -39,3 +39,27 @@ def all_reduce_many(items: List[Tuple[torch.Tensor, str]]) -> None:
         for t in tensors:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
+
+
+@torch.no_grad()
+def broadcast_from_rank0(tensors: List[torch.Tensor]) -> None:
+    """Give every rank global rank 0's values of ``tensors`` (in place), one
+    broadcast per dtype and device. No-op outside a multi-process run."""
+    if not tensors or not is_distributed():
+        return
+    backend = dist.get_backend()
+    groups = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    for (_, device), group in groups.items():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        if backend == 'gloo' and flat.device.type != 'cpu':
+            flat = flat.cpu()
+        elif backend == 'nccl' and flat.device.type == 'cpu':
+            flat = flat.cuda()
+        dist.broadcast(flat, src=0)
+        flat = flat.to(device)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()

@@ -17,6 +17,7 @@ import torch.nn as nn
 from .apply import ScalingApplier
 from .autocorr import AutocorrStats
 from .collect import collect_dependence
+from .distributed import broadcast_from_rank0, is_distributed
 from .geometry import PairGeometry
 from .layers import find_sgs_layers, unwrap_model
 from .nmi import NMIStats
@@ -219,7 +220,10 @@ class SpatialGradScaler:
         """Re-estimate G from ``batches`` (``nmi``/``autocorr``; no-op otherwise).
 
         The model runs in eval mode under ``no_grad`` (BatchNorm statistics
-        untouched); every module's train/eval flag is restored afterwards.
+        untouched); every module's train/eval flag is restored afterwards. In a
+        multi-process run every rank refreshes with global rank 0's buffers
+        (DDP often leaves each rank its own BatchNorm running statistics), so
+        all ranks see one model; each rank's own buffers are put back after.
 
         Args:
             batches: what ``forward`` takes, one item per forward pass.
@@ -238,6 +242,8 @@ class SpatialGradScaler:
         forward = forward or _default_forward
         model = self.model
         flags = [(m, m.training) for m in model.modules()]
+        buffers = list(model.buffers()) if is_distributed() else []
+        own_buffers = [b.detach().clone() for b in buffers]
 
         def run(fwd, layers):
             return collect_dependence(layers, self._make_stats,
@@ -245,6 +251,7 @@ class SpatialGradScaler:
         try:
             model.eval()
             with torch.no_grad():
+                broadcast_from_rank0(buffers)
                 stats = run(forward, self.layers)
                 idle = OrderedDict((n, self.layers[n]) for n, acc in stats.items()
                                    if int(acc.calls) == 0)
@@ -253,6 +260,9 @@ class SpatialGradScaler:
         finally:
             for m, training in flags:
                 m.training = training
+            with torch.no_grad():
+                for b, own in zip(buffers, own_buffers):
+                    b.copy_(own)
 
         per_layer = {}
         for name, acc in stats.items():
