@@ -17,25 +17,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.runner import Runner
 
-import sgs_mm
-from toy_runner import toy_cfg
+from sgs_mm.sgs import SpatialGradScaler
+from toy_runner import SGSToyNet
 
 sys.path.insert(0, str(Path(__file__).parent / 'scripts'))
 from torchrun_procs import (TOY_CFG, Launch, free_port, kill_all, tail, toy_env,  # noqa: E402
                             torchrun_cmd, wait_all)
 
-HOOK = dict(type='SpatialGradScalingHook', interval=1, warmup=1, num_batches=2)  # as TOY_CFG
 LAYERS = ['conv1', 'conv2', 'conv3']
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(torch.cuda.is_available(),
-                    reason='the single-process replay runs here, where the Runner would put it '
-                    'on the GPU (cuDNN convs: not bit-comparable with the gloo ranks on CPU)')
 def test_two_nodes_one_process_each_global_rank_and_union_g(tmp_path):
     probe, port = tmp_path / 'probe', free_port()
     env = toy_env(SGS_TEST_PROBE_DIR=probe)
@@ -89,13 +83,13 @@ def test_two_nodes_one_process_each_global_rank_and_union_g(tmp_path):
     images = torch.cat([b['inputs'] for b in union]).flatten(1)
     assert len(images) == 16 and len(torch.unique(images, dim=0)) == 16
 
-    # one process, the same weights and buffers, the union of both ranks' batches
-    runner = Runner.from_cfg(Config(toy_cfg(tmp_path / 'single', hook=HOOK, max_epochs=0)))
-    runner.train()  # sets the hook up (no epoch runs)
-    runner.model.load_state_dict(ranks[0]['state_dict'])
-    hook = next(h for h in runner.hooks if isinstance(h, sgs_mm.SpatialGradScalingHook))
-    hook.refresh(runner, step=1000, batches=union)
-    single = hook.scales()
+    # one process on the CPU (as the gloo ranks ran, also on a GPU machine), the
+    # same weights and buffers, the union of both ranks' batches
+    net = SGSToyNet()
+    net.load_state_dict(ranks[0]['state_dict'])
+    sgs = SpatialGradScaler(net)
+    sgs.refresh(union, forward=lambda m, b: m(**m.data_preprocessor(b, True), mode='tensor'))
+    single = sgs.scales()
     assert list(single) == LAYERS
     for name in LAYERS:
         torch.testing.assert_close(single[name], ranks[0]['refresh_g'][name], rtol=0, atol=1e-12)
