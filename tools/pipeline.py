@@ -2,8 +2,13 @@
 restartable, and write ``results.md`` / ``results.json`` (Tables 7-8 style).
 
     python tools/pipeline.py configs/pipeline/paper_r18.py
-    python tools/pipeline.py SPEC --launcher pytorch --nproc 8
+    python tools/pipeline.py SPEC --launcher pytorch --seeds 3
     python tools/pipeline.py SPEC --stages pretrain_r18 pspnet_r18 --dry-run
+
+Every stage is evaluated on its final checkpoint and downstream stages start
+from the final upstream checkpoint; the best in-training validation is only
+an extra, labelled column. ``--seeds N`` runs the whole chain with seeds
+0..N-1 and reports mean ± std and the paired SGS - baseline difference.
 """
 import argparse
 import os.path as osp
@@ -22,9 +27,14 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='how each stage is launched')
     p.add_argument('--nproc', type=int, default=1,
-                   help='processes (GPUs) per stage for distributed launchers')
+                   help='processes (GPUs) per stage for distributed '
+                   'launchers (a stage\'s own `nproc` in the spec wins)')
     p.add_argument('--port', type=int, default=29500, help='master port')
     p.add_argument('--slurm-partition', help='partition for --launcher slurm')
+    p.add_argument('--seeds', type=int, default=1,
+                   help='run every stage with N seeds (randomness.seed = '
+                   '0..N-1, each chain in <work_root>/seed<k>/); 1 (default)'
+                   ': one run with the configs\' own seeds in <work_root>/')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='options added to every stage')
     p.add_argument('--force', action='store_true',
@@ -33,7 +43,10 @@ def parse_args(argv=None):
                    help='print the commands only')
     p.add_argument('--quiet', action='store_true',
                    help='keep the stage logs in <stage>/pipeline.log only')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error('--seeds must be at least 1')
+    return args
 
 
 def main(argv=None):
@@ -44,7 +57,8 @@ def main(argv=None):
         spec, work_root=args.work_root, only=args.stages,
         launcher=args.launcher, nproc=args.nproc, port=args.port,
         force=args.force, dry_run=args.dry_run, quiet=args.quiet,
-        slurm_partition=args.slurm_partition, cfg_options=args.cfg_options)
+        slurm_partition=args.slurm_partition, cfg_options=args.cfg_options,
+        seeds=args.seeds)
     if not args.dry_run:
         print(markdown_tables(results))
         print(f'[pipeline] tables: {osp.join(results["work_root"], "results.md")}'

@@ -73,7 +73,7 @@ param_scheduler = [
 ]
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters,
-    val_interval=max_iters + 1)  # evaluated by tools/test.py
+    val_interval=max_iters + 1)  # only mmengine's final validation
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(

@@ -3,6 +3,9 @@
 # (python -m sgs_mm.data.synthetic data/demo), 64 px, the paper's recipe in
 # small: SGD cosine (lr 0.05 for batch 32), wd 1e-4, colour jitter. CPU, about a minute.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
+# the same imports as ./resnet18_demo_sgs.py, so the two differ by the hook only
+custom_imports = dict(
+    imports=['sgs_mm', 'sgs_mm.checkpoint'], allow_failed_imports=False)
 data_root = 'data/demo/imagenet'
 classes = ('circle', 'square', 'triangle', 'cross')  # = meta/classes.txt
 num_classes = len(classes)
@@ -68,7 +71,8 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs),
 ]
-# validation runs once, by tools/test.py on the final checkpoint (set
+# no periodic validation: mmengine validates once after the last epoch,
+# and tools/test.py evaluates the final checkpoint (set
 # train_cfg.val_interval=1 to validate during training)
 train_cfg = dict(
     by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs + 1)

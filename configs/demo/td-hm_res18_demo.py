@@ -9,7 +9,8 @@ custom_imports = dict(
     imports=['sgs_mm', 'sgs_mm.checkpoint'], allow_failed_imports=False)
 data_root = 'data/demo/mpii/'
 max_epochs = 6
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)  # tools/test.py
+# only mmengine's validation after the last epoch; tools/test.py evaluates
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', begin=0, end=20, start_factor=0.01, by_epoch=False),

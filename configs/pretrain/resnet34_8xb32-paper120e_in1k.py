@@ -1,5 +1,4 @@
-# ImageNet-1k ResNet-34, the SGS paper's recipe (Sec. 4.2): the ResNet-18
-# paper config (120 epochs, SGD lr 0.1 cosine, wd 1e-4, colour jitter) with
-# mmpretrain's ResNet-34 model.
+# ImageNet-1k ResNet-34, the SGS paper's recipe: the ResNet-18 paper config
+# (every setting and its source is commented there) with a 34-layer backbone.
 _base_ = ['./resnet18_8xb32-paper120e_in1k.py']
 model = dict(backbone=dict(depth=34))

@@ -1,6 +1,6 @@
 """Run a spec of train stages (pretrain -> {pspnet, simplebaseline}, each
-with and without SGS), pass each stage's checkpoint to the stages that
-initialise from it, skip finished stages, and write the results table.
+with and without SGS), pass each stage's final checkpoint to the stages that
+initialise from it, skip finished stages, and write the results tables.
 
 A spec is an mmengine config file (``.py``/``.json``/``.yaml``)::
 
@@ -10,28 +10,40 @@ A spec is an mmengine config file (``.py``/``.json``/``.yaml``)::
              table=dict(model='ResNet-18', variant='Baseline')),
         dict(name='pspnet_r18', config='configs/pspnet/...py',
              init_from='pretrain_r18',          # stage whose checkpoint ...
-             init_ckpt='best',                  # 'best' (fallback last)|'last'
+             init_ckpt='last',                  # 'last' (default) | 'best'
              init_key='model.backbone.init_cfg.checkpoint',  # ... goes here
              cfg_options=dict(), nproc=None,
              table=dict(model='PSPNet-18', variant='Baseline')),
     ]
 
-Each stage trains with ``tools/train.py`` (a subprocess; ``torchrun`` for
-``--launcher pytorch``, ``srun`` for ``--launcher slurm``), then evaluates the
-chosen checkpoint with ``tools/test.py``. State lives in
-``<work_root>/<stage>/``: ``train_done.json`` after training,
-``stage_result.json`` after testing. A rerun skips stages with
+Evaluation protocol. Each stage trains with ``tools/train.py`` (a
+subprocess; ``torchrun`` for ``--launcher pytorch``, ``srun`` for
+``--launcher slurm``), then ``tools/test.py`` evaluates its **final**
+checkpoint, as SemSeg and Pytorch-Pose-HG-3D report, and downstream stages
+start from the final checkpoint of the stage they initialise from. The best
+validation score seen during training (when the config validates during
+training) is kept only as a labelled extra column: it is selected on the
+split that is reported. ``seeds=N`` runs every stage with
+``randomness.seed`` = 0..N-1 (each seed its own chain, in
+``<work_root>/seed<k>/``); the tables then show mean ± std over the seeds and
+the SGS - baseline difference paired by seed.
+
+State lives in ``<work_root>/[seed<k>/]<stage>/``: ``train_done.json`` after
+training, ``stage_result.json`` after testing. A rerun skips stages with
 ``stage_result.json``, resumes training from the latest checkpoint where
-training was interrupted, and only re-tests where only testing is missing.
+training was interrupted, and only re-tests where only testing is missing
+(or where an older result was not of the final checkpoint).
 """
+import glob
 import json
+import math
 import os
 import os.path as osp
 import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -43,9 +55,16 @@ METRIC_COLUMNS = [
     ('aAcc', ('aAcc', )),
     ('PCKh@0.5', ('PCK', 'PCKh')),
 ]
+# the metric whose best in-training validation is reported (labelled)
+PRIMARY_METRICS = ('accuracy/top1', 'mIoU', 'PCK')
 TASK_OF_SCOPE = {'mmpretrain': 'cls', 'mmseg': 'seg', 'mmpose': 'pose'}
+# marks a paired difference whose |mean| is not larger than its std
+WITHIN_SPREAD = '~'
+# stage results written by this protocol (older ones are re-tested)
+PROTOCOL = 'final-checkpoint'
 
-__all__ = ['load_spec', 'run_pipeline', 'write_tables', 'stage_commands']
+__all__ = ['load_spec', 'run_pipeline', 'write_tables', 'stage_commands',
+           'markdown_tables', 'best_validation', 'seed_work_root']
 
 
 def load_spec(path: str) -> dict:
@@ -66,7 +85,16 @@ def load_spec(path: str) -> dict:
                 s['name']):
             raise ValueError(f'stage {s["name"]} comes before the stage '
                              f'{s["init_from"]} it initialises from')
+        if s.get('init_ckpt', 'last') not in ('last', 'best'):
+            raise ValueError(f'stage {s["name"]}: init_ckpt must be "last" '
+                             f'or "best", got {s["init_ckpt"]!r}')
     return spec
+
+
+def seed_work_root(root: str, seed: Optional[int]) -> str:
+    """Where one seed's chain lives: ``root`` itself for a single run
+    (``seed=None``), ``root/seed<k>`` otherwise."""
+    return root if seed is None else osp.join(root, f'seed{seed}')
 
 
 def _cfg_option_args(opts: Dict[str, object]) -> List[str]:
@@ -107,11 +135,15 @@ def stage_commands(stage: dict, work_dir: str, init_ckpt: Optional[str],
                    launcher: str = 'none', nproc: int = 1, port: int = 29500,
                    resume: bool = False,
                    slurm_partition: Optional[str] = None,
-                   extra_cfg_options: Optional[dict] = None):
+                   extra_cfg_options: Optional[dict] = None,
+                   seed: Optional[int] = None):
     """The train and test command lines of one stage (test checkpoint is
-    filled in later: placeholder ``{ckpt}``)."""
+    filled in later: placeholder ``{ckpt}``). ``seed`` sets
+    ``randomness.seed`` (None: the config's own)."""
     opts = dict(extra_cfg_options or {})
     opts.update(stage.get('cfg_options') or {})
+    if seed is not None:
+        opts['randomness.seed'] = seed
     test_opts = dict(opts)  # testing loads the stage's own checkpoint
     if init_ckpt:
         opts[stage.get('init_key',
@@ -155,6 +187,42 @@ def _task_of(config: str) -> str:
     return TASK_OF_SCOPE.get(scope, scope or '?')
 
 
+def best_validation(work_dir: str,
+                    metrics: Sequence[str] = PRIMARY_METRICS
+                    ) -> Optional[dict]:
+    """The best in-training validation score of a run, from mmengine's
+    ``<work_dir>/<timestamp>/vis_data/scalars.json`` (every training session
+    of a resumed run): ``dict(metric, value, step)`` for the first of
+    ``metrics`` that was logged, or None when the run never validated."""
+    series = {m: [] for m in metrics}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                for m in metrics:
+                    if isinstance(rec.get(m), (int, float)):
+                        series[m].append((float(rec[m]), rec.get('step')))
+    for m in metrics:
+        if series[m]:
+            value, step = max(series[m], key=lambda vs: vs[0])
+            return dict(metric=m, value=value, step=step,
+                        validations=len(series[m]))
+    return None
+
+
+def _sgs_history(work_dir: str) -> Optional[str]:
+    """The SGS hook's G history in a work dir (``sgs_g_history.jsonl``, or
+    ``.json`` from older runs), or None for a run without SGS."""
+    for name in ('sgs_g_history.jsonl', 'sgs_g_history.json'):
+        if osp.isfile(osp.join(work_dir, name)):
+            return osp.join(work_dir, name)
+    return None
+
+
 def _run(cmd: List[str], log_path: str, quiet: bool) -> None:
     print('[pipeline] $ ' + ' '.join(cmd), flush=True)
     with open(log_path, 'a') as log:
@@ -173,6 +241,111 @@ def _run(cmd: List[str], log_path: str, quiet: bool) -> None:
         raise RuntimeError(f'command failed (exit {rc}), log: {log_path}')
 
 
+def _run_stage(stage: dict, root: str, seed: Optional[int], launcher: str,
+               nproc: int, port: int, force: bool, dry_run: bool,
+               quiet: bool, slurm_partition: Optional[str],
+               cfg_options: Optional[dict]) -> Optional[dict]:
+    """Train (or resume) and test one stage of one seed's chain; return its
+    result (None in a dry run)."""
+    from sgs_mm.launch.runner import find_checkpoint
+    name = stage['name']
+    wd = osp.join(root, name)
+    result_path = osp.join(wd, 'stage_result.json')
+    done_path = osp.join(wd, 'train_done.json')
+    if force and osp.isdir(wd) and not dry_run:
+        # a forced stage starts from scratch: checkpoints (which would be
+        # resumed), G history and results all go
+        shutil.rmtree(wd)
+    if not dry_run:
+        os.makedirs(wd, exist_ok=True)
+    if osp.isfile(result_path):
+        result = _read_json(result_path)
+        if result.get('protocol') == PROTOCOL:
+            print(f'[pipeline] {name}: finished before, skipped '
+                  f'({result_path})', flush=True)
+            return result
+        # an older result, possibly of a checkpoint selected on the
+        # reported split: keep the training, evaluate its final checkpoint
+        print(f'[pipeline] {name}: result of {result.get("tested_checkpoint")}'
+              f' predates the final-checkpoint protocol: re-testing',
+              flush=True)
+        if not dry_run:
+            os.remove(result_path)
+    init_ckpt = None
+    if stage.get('init_from'):
+        src = osp.join(root, stage['init_from'], 'stage_result.json')
+        if dry_run and not osp.isfile(src):
+            init_ckpt = f'<{stage["init_from"]} final checkpoint>'
+        elif not osp.isfile(src):
+            raise RuntimeError(
+                f'stage {name} initialises from {stage["init_from"]}, '
+                f'which has not finished ({src} missing)')
+        else:
+            r = _read_json(src)
+            # the final checkpoint unless the spec asks for the best one
+            # (selected on the validation split)
+            init_ckpt = r['best_checkpoint'] if stage.get(
+                'init_ckpt', 'last') == 'best' and r.get(
+                    'best_checkpoint') else r['last_checkpoint']
+    resume = (not osp.isfile(done_path)) and \
+        find_checkpoint(wd, 'last') is not None
+    train_cmd, test_cmd = stage_commands(
+        stage, wd, init_ckpt, launcher, nproc, port, resume,
+        slurm_partition, cfg_options, seed=seed)
+    if dry_run:
+        print('[pipeline] ' + ' '.join(train_cmd))
+        print('[pipeline] ' + ' '.join(test_cmd))
+        return None
+    log_path = osp.join(wd, 'pipeline.log')
+    if osp.isfile(done_path):
+        done = _read_json(done_path)
+        print(f'[pipeline] {name}: training finished before', flush=True)
+    else:
+        print(f'[pipeline] {name}: training'
+              f'{" (resuming)" if resume else ""}', flush=True)
+        t0 = time.time()
+        _run(train_cmd, log_path, quiet)
+        done = dict(train_seconds=time.time() - t0,
+                    last_checkpoint=find_checkpoint(wd, 'last'),
+                    best_checkpoint=None)
+        best = find_checkpoint(wd, 'best')
+        if best != done['last_checkpoint']:
+            done['best_checkpoint'] = best
+        if done['last_checkpoint'] is None:
+            raise RuntimeError(f'stage {name}: no checkpoint in {wd}')
+        # before testing: only the training sessions' logs are read
+        done['best_val'] = best_validation(wd)
+        _write_json(done_path, done)
+    if 'best_val' not in done:  # trained by an older version
+        done['best_val'] = best_validation(wd)
+    ckpt = done['last_checkpoint']
+    print(f'[pipeline] {name}: testing the final checkpoint {ckpt}',
+          flush=True)
+    t0 = time.time()
+    _run([c.replace('{ckpt}', ckpt) for c in test_cmd], log_path, quiet)
+    test_seconds = time.time() - t0
+    metrics = _read_json(osp.join(wd, 'test_metrics.json'))
+    result = dict(
+        name=name,
+        seed=seed,
+        config=stage['config'],
+        task=_task_of(stage['config']),
+        init_from=stage.get('init_from'),
+        init_checkpoint=init_ckpt,
+        table=dict(stage.get('table') or {}),
+        protocol=PROTOCOL,
+        metrics=metrics,
+        best_val=done.get('best_val'),
+        train_seconds=round(done['train_seconds'], 1),
+        test_seconds=round(test_seconds, 1),
+        last_checkpoint=done['last_checkpoint'],
+        best_checkpoint=done['best_checkpoint'],
+        tested_checkpoint=ckpt,
+        sgs_history=_sgs_history(wd))
+    _write_json(result_path, result)
+    return result
+
+
 def run_pipeline(spec: dict,
                  work_root: Optional[str] = None,
                  only: Optional[List[str]] = None,
@@ -183,105 +356,49 @@ def run_pipeline(spec: dict,
                  dry_run: bool = False,
                  quiet: bool = False,
                  slurm_partition: Optional[str] = None,
-                 cfg_options: Optional[dict] = None) -> dict:
-    """Run (or skip) every stage in order; return the results dict that
-    :func:`write_tables` also writes."""
-    from sgs_mm.launch.runner import find_checkpoint
+                 cfg_options: Optional[dict] = None,
+                 seeds: int = 1) -> dict:
+    """Run (or skip) every stage in order, ``seeds`` times; return the
+    results dict that :func:`write_tables` also writes.
+
+    ``seeds=1`` runs each stage once with its config's own seed in
+    ``<work_root>/<stage>``; ``seeds=N`` runs the whole chain for
+    ``randomness.seed`` = 0..N-1 in ``<work_root>/seed<k>/<stage>``, each
+    downstream stage initialised from its own seed's upstream stage.
+    """
+    if int(seeds) < 1:
+        raise ValueError(f'seeds must be >= 1, got {seeds}')
     root = work_root or spec['work_root']
-    os.makedirs(root, exist_ok=True)
+    if not dry_run:
+        os.makedirs(root, exist_ok=True)
+    seed_list = [None] if int(seeds) == 1 else list(range(int(seeds)))
     results = []
-    for stage in spec['stages']:
-        name = stage['name']
-        wd = osp.join(root, name)
-        result_path = osp.join(wd, 'stage_result.json')
-        done_path = osp.join(wd, 'train_done.json')
-        if only and name not in only:
-            if osp.isfile(result_path):
-                results.append(_read_json(result_path))
-            continue
-        if force and osp.isdir(wd) and not dry_run:
-            # a forced stage starts from scratch: checkpoints (which would be
-            # resumed), G history and results all go
-            shutil.rmtree(wd)
-        os.makedirs(wd, exist_ok=True)
-        if osp.isfile(result_path):
-            print(f'[pipeline] {name}: finished before, skipped '
-                  f'({result_path})', flush=True)
-            results.append(_read_json(result_path))
-            continue
-        init_ckpt = None
-        if stage.get('init_from'):
-            src = osp.join(root, stage['init_from'], 'stage_result.json')
-            if dry_run and not osp.isfile(src):
-                init_ckpt = f'<{stage["init_from"]} checkpoint>'
-            elif not osp.isfile(src):
-                raise RuntimeError(
-                    f'stage {name} initialises from {stage["init_from"]}, '
-                    f'which has not finished ({src} missing)')
-            else:
-                r = _read_json(src)
-                prefer = stage.get('init_ckpt', 'best')
-                init_ckpt = r['best_checkpoint'] if prefer == 'best' and \
-                    r.get('best_checkpoint') else r['last_checkpoint']
-        resume = (not osp.isfile(done_path)) and \
-            find_checkpoint(wd, 'last') is not None
-        train_cmd, test_cmd = stage_commands(
-            stage, wd, init_ckpt, launcher, nproc, port, resume,
-            slurm_partition, cfg_options)
-        if dry_run:
-            print('[pipeline] ' + ' '.join(train_cmd))
-            print('[pipeline] ' + ' '.join(test_cmd))
-            continue
-        log_path = osp.join(wd, 'pipeline.log')
-        if osp.isfile(done_path):
-            done = _read_json(done_path)
-            print(f'[pipeline] {name}: training finished before', flush=True)
-        else:
-            print(f'[pipeline] {name}: training'
-                  f'{" (resuming)" if resume else ""}', flush=True)
-            t0 = time.time()
-            _run(train_cmd, log_path, quiet)
-            done = dict(train_seconds=time.time() - t0,
-                        last_checkpoint=find_checkpoint(wd, 'last'),
-                        best_checkpoint=None)
-            best = find_checkpoint(wd, 'best')
-            if best != done['last_checkpoint']:
-                done['best_checkpoint'] = best
-            if done['last_checkpoint'] is None:
-                raise RuntimeError(f'stage {name}: no checkpoint in {wd}')
-            _write_json(done_path, done)
-        ckpt = done['best_checkpoint'] or done['last_checkpoint']
-        print(f'[pipeline] {name}: testing {ckpt}', flush=True)
-        t0 = time.time()
-        _run([c.replace('{ckpt}', ckpt) for c in test_cmd], log_path, quiet)
-        test_seconds = time.time() - t0
-        metrics = _read_json(osp.join(wd, 'test_metrics.json'))
-        result = dict(
-            name=name,
-            config=stage['config'],
-            task=_task_of(stage['config']),
-            init_from=stage.get('init_from'),
-            init_checkpoint=init_ckpt,
-            table=dict(stage.get('table') or {}),
-            metrics=metrics,
-            train_seconds=round(done['train_seconds'], 1),
-            test_seconds=round(test_seconds, 1),
-            last_checkpoint=done['last_checkpoint'],
-            best_checkpoint=done['best_checkpoint'],
-            tested_checkpoint=ckpt,
-            sgs_history=osp.join(wd, 'sgs_g_history.json')
-            if osp.isfile(osp.join(wd, 'sgs_g_history.json')) else None)
-        _write_json(result_path, result)
-        results.append(result)
-    out = dict(title=spec.get('title', ''), work_root=root, stages=results)
+    for seed in seed_list:
+        sroot = seed_work_root(root, seed)
+        if seed is not None:
+            print(f'[pipeline] seed {seed}: {sroot}', flush=True)
+        for stage in spec['stages']:
+            if only and stage['name'] not in only:
+                path = osp.join(sroot, stage['name'], 'stage_result.json')
+                if osp.isfile(path):
+                    results.append(_read_json(path))
+                continue
+            r = _run_stage(stage, sroot, seed, launcher, nproc, port, force,
+                           dry_run, quiet, slurm_partition, cfg_options)
+            if r is not None:
+                results.append(r)
+    out = dict(title=spec.get('title', ''), work_root=root,
+               seeds=None if seed_list == [None] else seed_list,
+               protocol=PROTOCOL, stages=results)
     if not dry_run:
         write_tables(out, root)
     return out
 
 
+# ------------------------------------------------------------------ tables
 def _metric(metrics: dict, keys) -> Optional[float]:
     for k in keys:
-        if k in metrics:
+        if k in (metrics or {}):
             return float(metrics[k])
     return None
 
@@ -290,29 +407,77 @@ def _fmt(v: Optional[float]) -> str:
     return '-' if v is None else f'{v:.1f}'
 
 
+def _mean_std(values: List[float]):
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) \
+        if n > 1 else None
+    return mean, std
+
+
+def _fmt_mean_std(values: List[float]) -> str:
+    if not values:
+        return '-'
+    mean, std = _mean_std(values)
+    return f'{mean:.1f}' if std is None else f'{mean:.1f} ± {std:.1f}'
+
+
+def _fmt_diff(diffs: List[float]) -> str:
+    """Paired difference: mean ± std over seeds, marked when not larger
+    than its spread; one seed has no spread."""
+    if not diffs:
+        return '-'
+    mean, std = _mean_std(diffs)
+    if std is None:
+        return f'{mean:+.1f}'
+    mark = f' {WITHIN_SPREAD}' if abs(mean) <= std else ''
+    return f'{mean:+.1f} ± {std:.1f}{mark}'
+
+
+def _best_val_cell(r: dict) -> str:
+    b = r.get('best_val')
+    if not b:
+        return '-'
+    step = f' @{b["step"]}' if b.get('step') is not None else ''
+    return f'{b["metric"]} {b["value"]:.1f}{step}'
+
+
 def markdown_tables(results: dict) -> str:
+    stages = results['stages']
+    multi = any(r.get('seed') is not None for r in stages)
+    seeds = sorted({r.get('seed') for r in stages},
+                   key=lambda s: -1 if s is None else s)
     lines = [f'# Results: {results.get("title", "")}', '',
+             'Every metric is of the **final checkpoint** of each stage '
+             '(downstream stages start from the final ImageNet checkpoint). '
+             '"best val during training" is the best in-training '
+             'validation on the same split that is reported: a selected '
+             'number, shown for reference only.', '',
              '## Stages', '',
-             '| stage | task | init from | ' +
+             '| stage | ' + ('seed | ' if multi else '') +
+             'task | init from | ' +
              ' | '.join(c for c, _ in METRIC_COLUMNS) +
+             ' | best val during training (selected on the reported split)'
              ' | train (s) | test (s) |',
-             '|' + '---|' * (5 + len(METRIC_COLUMNS))]
-    for r in results['stages']:
+             '|' + '---|' * (6 + len(METRIC_COLUMNS) + int(multi))]
+    for r in stages:
         vals = [_fmt(_metric(r['metrics'], keys)) for _, keys in
                 METRIC_COLUMNS]
-        lines.append(f'| {r["name"]} | {r["task"]} | '
-                     f'{r.get("init_from") or "-"} | ' + ' | '.join(vals) +
+        lines.append(f'| {r["name"]} | ' +
+                     (f'{r.get("seed")} | ' if multi else '') +
+                     f'{r["task"]} | {r.get("init_from") or "-"} | ' +
+                     ' | '.join(vals) + f' | {_best_val_cell(r)}' +
                      f' | {r["train_seconds"]:.0f} | '
                      f'{r["test_seconds"]:.0f} |')
-    # paper-style tables: rows = model, columns = variants
+    keys = dict(METRIC_COLUMNS)
+    # paper-style tables: rows = model, columns = variants (+ differences)
     for task, title, cols in (
             ('cls', 'Pretraining (top-1)', ('top-1', )),
             ('seg', 'Table 7 style: semantic segmentation '
              '(mIoU/mAcc/aAcc)', ('mIoU', 'mAcc', 'aAcc')),
             ('pose', 'Table 8 style: pose estimation (PCKh@0.5)',
              ('PCKh@0.5', ))):
-        rows = [r for r in results['stages']
-                if r['task'] == task and r.get('table')]
+        rows = [r for r in stages if r['task'] == task and r.get('table')]
         if not rows:
             continue
         variants, models = [], []
@@ -321,21 +486,59 @@ def markdown_tables(results: dict) -> str:
                 'model', r['name'])
             variants += [v] if v not in variants else []
             models += [m] if m not in models else []
-        keys = dict(METRIC_COLUMNS)
-        lines += ['', f'## {title}', '',
-                  '| Model | ' + ' | '.join(
-                      f'{v} ({"/".join(cols)})' for v in variants) + ' |',
-                  '|---|' + '---|' * len(variants)]
+        base = 'Baseline' if 'Baseline' in variants else None
+        others = [v for v in variants if v != base] if base else []
+
+        def cell(m, v):
+            """{seed: [metric values]} of model m, variant v."""
+            out = {}
+            for r in rows:
+                if r['table'].get('model', r['name']) == m and \
+                        r['table'].get('variant', r['name']) == v:
+                    out[r.get('seed')] = [
+                        _metric(r['metrics'], keys[c]) for c in cols]
+            return out
+
+        n_seeds = len(seeds)
+        sub = (f'final checkpoints, mean ± std over {n_seeds} seeds'
+               if multi else 'final checkpoints, one run each')
+        header = '| Model | ' + ' | '.join(
+            f'{v} ({"/".join(cols)})' for v in variants)
+        header += ''.join(f' | {v} − {base} (paired)' for v in others)
+        lines += ['', f'## {title}', '', f'({sub})', '',
+                  header + ' |',
+                  '|---|' + '---|' * (len(variants) + len(others))]
         for m in models:
             cells = []
+            per_variant = {v: cell(m, v) for v in variants}
             for v in variants:
-                r = next((r for r in rows if r['table'].get('model',
-                                                             r['name']) == m
-                          and r['table'].get('variant', r['name']) == v),
-                         None)
-                cells.append('-' if r is None else '/'.join(
-                    _fmt(_metric(r['metrics'], keys[c])) for c in cols))
+                runs = per_variant[v]
+                if not runs:
+                    cells.append('-')
+                    continue
+                cells.append(' / '.join(
+                    _fmt_mean_std([x[i] for x in runs.values()
+                                   if x[i] is not None])
+                    for i in range(len(cols))))
+            for v in others:
+                a, b = per_variant[v], per_variant[base]
+                paired = [s for s in a if s in b]
+                cells.append(' / '.join(
+                    _fmt_diff([a[s][i] - b[s][i] for s in paired
+                               if a[s][i] is not None
+                               and b[s][i] is not None])
+                    for i in range(len(cols))) if paired else '-')
             lines.append(f'| {m} | ' + ' | '.join(cells) + ' |')
+        if others:
+            lines += ['', ('Differences are paired by seed: mean ± std of '
+                           f'(variant − {base}) over the seeds; '
+                           f'"{WITHIN_SPREAD}" marks a difference whose '
+                           'size is not larger than its std (not '
+                           'distinguishable from seed noise).')
+                      if multi else
+                      ('One run per stage: the difference has no spread '
+                       'estimate; run with --seeds N (N >= 2) for mean ± '
+                       'std and paired differences.')]
     return '\n'.join(lines) + '\n'
 
 
