@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
@@ -154,6 +155,14 @@ PSPNET_TABLE = [
 ]
 
 
+def _build_head(head_cfg):
+    import sgs_mm.models  # noqa: F401  registers SemSegPSPHead
+    from mmseg.registry import MODELS
+    head_cfg = head_cfg.to_dict() if hasattr(head_cfg, 'to_dict') else dict(head_cfg)
+    head_cfg['norm_cfg'] = dict(type='BN', requires_grad=True)
+    return MODELS.build(head_cfg)
+
+
 @pytest.mark.parametrize('depth', DEPTHS)
 def test_pspnet_paper_recipe_values(depth):
     cfg = _cfg(paper_pspnet(depth))
@@ -165,6 +174,16 @@ def test_pspnet_paper_recipe_values(depth):
     c5, c4 = (2048, 1024) if depth == 50 else (512, 256)
     assert (cfg.model.backbone.depth, cfg.model.decode_head.in_channels,
             cfg.model.auxiliary_head.in_channels) == (depth, c5, c4)
+    # model/pspnet.py: reduction_dim = fea_dim / len(bins)
+    assert cfg.model.decode_head.type == 'SemSegPSPHead'
+    head = _build_head(cfg.model.decode_head)
+    assert [branch[1].conv.out_channels for branch in head.psp_modules] == [c5 // 4] * 4
+    assert head.bottleneck.conv.in_channels == 2 * c5
+    assert head.bottleneck.conv.out_channels == 512
+    head.eval()
+    feats = [torch.randn(1, 8, 12, 12)] * 2 + [torch.randn(1, c4, 12, 12), torch.randn(1, c5, 12, 12)]
+    out = head(feats)
+    assert out.shape == (1, 19, 12, 12)
     sched, = cfg.param_scheduler  # poly 0.9 per iteration, down to 0
     assert (sched.type, sched.power, sched.eta_min, sched.end,
             sched.by_epoch) == ('PolyLR', 0.9, 0.0, 37200, False)

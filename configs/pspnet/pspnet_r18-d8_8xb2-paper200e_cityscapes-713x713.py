@@ -15,7 +15,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(
-    imports=['sgs_mm', 'sgs_mm.checkpoint'], allow_failed_imports=False)
+    imports=['sgs_mm', 'sgs_mm.checkpoint', 'sgs_mm.models'], allow_failed_imports=False)
 
 # ---------------------------------------------------------------- schedule
 # yaml: epochs 200, batch_size 16 over train_gpu [0..7] (8 GPUs x 2),
@@ -60,12 +60,14 @@ model = dict(
             checkpoint='work_dirs/resnet18_8xb32-paper120e_in1k/epoch_120.pth',
             prefix='backbone.')),
     decode_head=dict(
-        # model: PPM bins (1, 2, 3, 6), cls = 3x3 conv to 512 + BN + ReLU +
-        # Dropout2d(0.1) + 1x1 conv; mmseg's PSPHead uses one width for the
-        # PPM branches and the 3x3 conv: 512. SemSeg's PPM branch width is
-        # fea_dim / 4 (512 for ResNet-50; 128 if adapted to the 512-channel
-        # ResNet-18/34), so for R18/R34 the PPM branches here are wider.
+        # model: PPM bins (1, 2, 3, 6), each branch fea_dim / 4 wide
+        # (reduction_dim: 128 for the 512-channel ResNet-18/34, 512 for
+        # ResNet-50), cls = 3x3 conv to 512 + BN + ReLU + Dropout2d(0.1) +
+        # 1x1 conv. mmseg's PSPHead uses one width for both; SemSegPSPHead
+        # (sgs_mm.models) sets the branch width apart, by SemSeg's rule.
+        type='SemSegPSPHead',
         in_channels=512,
+        ppm_channels=None,  # in_channels // len(pool_scales)
         channels=512,
         pool_scales=(1, 2, 3, 6),
         dropout_ratio=0.1,
