@@ -1,11 +1,12 @@
-"""The straightforward implementation SGS_SPEC §2 replaces: like the reference
-code, capture every layer's padded input on the CPU, then loop over channels
-and displacements with one NumPy histogram each. Same values as sgs_mm's
-estimator (bins, ranges, max included); used only for timing and agreement."""
+"""A per-channel, per-displacement NumPy loop of SGS_SPEC §2, used by the
+benchmark only as a correctness cross-check of sgs_mm's estimator (same bins,
+ranges, max included: G agrees to ~1e-12). It is NOT the speed baseline: binning
+with NumPy is several times slower than the reference code, which bins with
+``fast_histogram`` (see reference_baseline.py, the baseline the benchmark
+times)."""
 import math
 
 import numpy as np
-import torch
 
 
 def _entropy(counts):
@@ -68,23 +69,3 @@ def layer_scaling(xp, kernel_size, step, k=5.0, diag_removal=False):
     with np.errstate(all='ignore'):
         g = np.nanmean(t, axis=0)
     return None if np.isnan(g).any() else g / g.mean()
-
-
-def capture_inputs(model, layers, batches, keep=lambda name, x: x.detach()):
-    """One forward over all batches; ``keep(name, input)`` of every layer's
-    input per batch, by layer name."""
-    feats = {name: [] for name in layers}
-    handles = [conv.register_forward_pre_hook(
-        lambda m, inp, name=name: feats[name].append(keep(name, inp[0])))
-        for name, conv in layers.items()]
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-    for h in handles:
-        h.remove()
-    return feats
-
-
-def padded_numpy(geometries):
-    """``keep`` for :func:`capture_inputs`: the zero-padded input, float64, on the CPU."""
-    return lambda name, x: geometries[name].pad(x.detach()).cpu().numpy().astype(np.float64)

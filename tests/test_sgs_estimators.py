@@ -14,14 +14,21 @@ from sgs_mm.sgs import (AutocorrStats, NMIStats, PairGeometry, collect_dependenc
                         scaling_from_dependence)
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason='needs a CUDA device (GPU counterpart of a CPU test)')
+
+
 def estimate(conv, inputs, method='nmi', diag_removal=False, k=5.0, respect_dilation=True,
-             max_elems=1 << 22):
-    """G of ``conv`` from a list of input batches through the real collection path."""
+             max_elems=1 << 22, device='cpu'):
+    """G of ``conv`` from a list of input batches through the real collection path,
+    with the conv and its inputs on ``device``."""
+    conv = conv.to(device)
+    inputs = [x.to(device) for x in inputs]
     geo = PairGeometry.from_conv(conv, respect_dilation)
     if method == 'nmi':
-        acc = NMIStats(geo, conv.in_channels, 'cpu', max_elems, diag_removal=diag_removal)
+        acc = NMIStats(geo, conv.in_channels, device, max_elems, diag_removal=diag_removal)
     else:
-        acc = AutocorrStats(geo, conv.in_channels, 'cpu', max_elems)
+        acc = AutocorrStats(geo, conv.in_channels, device, max_elems)
 
     def run():
         for x in inputs:
@@ -221,3 +228,160 @@ def test_per_displacement_ranges_that_differ_from_the_map_are_binned_exactly():
     assert bool((match.any(1) & ~match.all(1)).any())  # shared and own bins in one crop
     ref = loop_scaling(x.numpy(), (3, 3))
     np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-6)
+
+
+# ----------------------------------------------------- chunk size and device
+# (kernel, padding, dilation, diag_removal, nonfinite): the 7x7 stem, a dilated
+# conv, the ImageNet variant and NaN/Inf inputs
+DEVICE_CASES = [
+    ((7, 7), 3, 1, False, False),
+    ((7, 7), 3, 1, True, False),
+    ((3, 3), 2, 2, False, False),
+    ((3, 3), 2, 2, True, False),
+    ((3, 3), 1, 1, False, True),
+    ((3, 3), 1, 1, True, True),
+]
+
+
+def device_case_input(diag, nonfinite, n=3, seed=12):
+    x = smooth(n, 4, 17, 19, seed=seed)
+    if diag:
+        x = F.relu(x)
+    if nonfinite:
+        x[0, 0, 3, 3] = math.nan
+        x[1, 2, 5, 6] = -math.inf
+    return x
+
+
+@pytest.mark.parametrize('kernel,padding,dilation,diag,nonfinite', DEVICE_CASES)
+def test_nmi_is_bit_identical_for_every_chunk_size(kernel, padding, dilation, diag, nonfinite):
+    x = device_case_input(diag, nonfinite)
+    conv = nn.Conv2d(4, 3, kernel, padding=padding, dilation=dilation)
+    acc_ref, g_ref = estimate(conv, [x], diag_removal=diag, max_elems=None)
+    assert acc_ref.max_elems == 1 << 20  # the CPU default, resolved
+    assert g_ref is not None
+    # one sample per chunk, a few samples, everything in one chunk, explicit 2**20
+    for max_elems in (1, 4000, 1 << 20, 1 << 26):
+        acc, g = estimate(conv, [x[:1], x[1:]], diag_removal=diag, max_elems=max_elems)
+        assert acc.max_elems == max_elems
+        assert torch.equal(acc.hist, acc_ref.hist)
+        assert torch.equal(acc.n_pairs, acc_ref.n_pairs)
+        assert torch.equal(g, g_ref), max_elems
+
+
+def test_autocorr_chunk_size_changes_at_most_the_last_bits():
+    x = device_case_input(False, True)
+    conv = nn.Conv2d(4, 3, (7, 7), padding=3)
+    _, g_ref = estimate(conv, [x], method='autocorr', max_elems=None)
+    for max_elems in (1, 4000, 1 << 26):
+        _, g = estimate(conv, [x], method='autocorr', max_elems=max_elems)
+        torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12)
+
+
+def test_channels_last_input_gives_the_same_statistics():
+    x = device_case_input(True, True)
+    conv = nn.Conv2d(4, 3, (3, 3), padding=2, dilation=2)
+    acc, g = estimate(conv, [x], diag_removal=True)
+    acc_cl, g_cl = estimate(conv.to(memory_format=torch.channels_last),
+                            [x.contiguous(memory_format=torch.channels_last)],
+                            diag_removal=True)
+    assert torch.equal(acc.hist, acc_cl.hist) and torch.equal(g, g_cl)
+
+
+def test_int64_joint_index_when_int32_cannot_hold_it(monkeypatch):
+    # the joint index c * nb² + bin_p * nb + bin_q is bounded by channels and
+    # bins alone (2048 channels of 2**40 pairs: 3.4e6), never by the chunk size
+    from sgs_mm.sgs import nmi
+    assert nmi.joint_index_dtype(2048, 1 + 40) == torch.int32
+    assert nmi.joint_index_dtype(2**20, 64) == torch.int64
+    x = device_case_input(True, True)
+    conv = nn.Conv2d(4, 3, (7, 7), padding=3)
+    acc32, g32 = estimate(conv, [x], diag_removal=True)
+    assert acc32.index_dtype == torch.int32
+    monkeypatch.setattr(nmi, 'INT32_MAX', 10)
+    acc64, g64 = estimate(conv, [x], diag_removal=True)
+    assert acc64.index_dtype == torch.int64
+    assert torch.equal(acc32.hist, acc64.hist) and torch.equal(g32, g64)
+
+
+def test_input_on_another_device_is_moved_to_the_statistics_device():
+    # stats on the CPU, input given as float64 on the CPU: only the device
+    # matters here; on a GPU machine the CUDA tests below cover cuda inputs
+    x = device_case_input(False, False)
+    conv = nn.Conv2d(4, 3, 3, padding=1)
+    geo = PairGeometry.from_conv(conv)
+    acc = NMIStats(geo, 4, torch.device('cpu'))
+    for pass_idx in range(acc.num_passes):
+        acc.update(pass_idx, x.double())
+        acc.end_pass(pass_idx)
+    assert acc.hist.device.type == 'cpu' and int(acc.hist.sum()) > 0
+
+
+@CUDA
+@pytest.mark.parametrize('kernel,padding,dilation,diag,nonfinite', DEVICE_CASES)
+def test_gpu_g_equals_cpu_g(kernel, padding, dilation, diag, nonfinite):
+    x = device_case_input(diag, nonfinite, n=4)
+    conv = nn.Conv2d(4, 3, kernel, padding=padding, dilation=dilation)
+    acc_cpu, g_cpu = estimate(conv, [x[:1], x[1:]], diag_removal=diag, max_elems=None)
+    for max_elems in (None, 4000):
+        acc_gpu, g_gpu = estimate(conv, [x[:1], x[1:]], diag_removal=diag,
+                                  max_elems=max_elems, device='cuda')
+        assert acc_gpu.hist.is_cuda and g_gpu.is_cuda
+        if max_elems is None:
+            assert (1 << 20) <= acc_gpu.max_elems <= (1 << 26)
+        # same bin of every pair: the counts are identical, only the entropy
+        # sums may round differently
+        assert torch.equal(acc_gpu.hist.cpu(), acc_cpu.hist)
+        torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=0, atol=1e-9)
+
+
+@CUDA
+@pytest.mark.parametrize('nonfinite', [False, True])
+def test_gpu_autocorr_equals_cpu(nonfinite):
+    x = device_case_input(False, nonfinite, n=4)
+    conv = nn.Conv2d(4, 3, (7, 7), padding=3)
+    _, g_cpu = estimate(conv, [x], method='autocorr', max_elems=None)
+    _, g_gpu = estimate(conv, [x], method='autocorr', max_elems=None, device='cuda')
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=0, atol=1e-9)
+
+
+@CUDA
+def test_gpu_channels_last_and_half_inputs():
+    x = device_case_input(True, False, n=4)
+    conv = nn.Conv2d(4, 3, (3, 3), padding=1)
+    acc_cpu, g_cpu = estimate(conv, [x], diag_removal=True)
+    acc_gpu, g_gpu = estimate(conv.to(memory_format=torch.channels_last),
+                              [x.contiguous(memory_format=torch.channels_last)],
+                              diag_removal=True, max_elems=None, device='cuda')
+    assert torch.equal(acc_gpu.hist.cpu(), acc_cpu.hist)
+    torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=0, atol=1e-9)
+    # fp16 inputs (an autocast refresh): same values as the CPU on the same fp16 data
+    xh = x.half()
+    _, g_cpu_h = estimate(conv.float(), [xh.float()], diag_removal=True)
+    acc = NMIStats(PairGeometry.from_conv(conv), 4, 'cuda', None, diag_removal=True)
+    for pass_idx in range(acc.num_passes):
+        acc.update(pass_idx, xh.cuda())
+        acc.end_pass(pass_idx)
+    g_h = scaling_from_dependence(acc.dependence(), acc.geometry.displacements, (3, 3), 5.0)
+    torch.testing.assert_close(g_h.cpu(), g_cpu_h, rtol=0, atol=1e-9)
+
+
+# ------------------------------------------ the benchmark's baseline agrees
+@pytest.mark.parametrize('kernel,padding,dilation,diag,nonfinite',
+                         [c for c in DEVICE_CASES if not c[4]] + [((3, 3), 0, 1, False, False)])
+def test_benchmark_reference_baseline_gives_our_g(kernel, padding, dilation, diag, nonfinite,
+                                                  monkeypatch):
+    # benchmarks/reference_baseline.py (the reference's algorithm binned with
+    # fast_histogram, the speed baseline) computes the same G as sgs_mm
+    pytest.importorskip('fast_histogram', reason='benchmark-only dependency '
+                        '(pip install -r requirements/bench.txt)')
+    from conftest import REPO_ROOT
+    monkeypatch.syspath_prepend(str(REPO_ROOT / 'benchmarks'))
+    from reference_baseline import reference_layer_scaling
+    x = device_case_input(diag, nonfinite)
+    x[:, 1] = 0.0  # a constant channel: NaN S (ignored), or 0 with diag_removal
+    conv = nn.Conv2d(4, 3, kernel, padding=padding, dilation=dilation)
+    acc, g = estimate(conv, [x], diag_removal=diag)
+    xp = acc.geometry.pad(x).numpy()
+    ref = reference_layer_scaling(xp, kernel, acc.geometry.step, diag_removal=diag)
+    np.testing.assert_allclose(g.numpy(), ref, rtol=0, atol=1e-9)

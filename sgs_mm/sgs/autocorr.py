@@ -1,25 +1,28 @@
 """Pearson autocorrelation of displaced pixels (SGS_SPEC §2, method ``autocorr``).
 
 One pass of float64 moment sums per (displacement, channel); sums merge
-exactly across batches and ranks. S = max(r, 0), NaN for a constant variable.
+across batches and ranks (every rank ends with the same sums). S = max(r, 0),
+NaN for a constant variable. Unlike NMI's integer histograms, float64 sums
+depend on the summation order: another chunk size (``max_elems``) or batch
+split can change G by the float64 rounding of those sums (tests: < 1e-12).
 """
 import torch
 
-from .dependence_base import DEFAULT_MAX_ELEMS, SUM, DependenceStats, is_all_finite
+from .dependence_base import SUM, DependenceStats, is_all_finite
 
 
 class AutocorrStats(DependenceStats):
     """Accumulates n, ΣP, ΣQ, ΣP², ΣQ², ΣPQ of one conv layer's input pairs."""
     num_passes = 1
 
-    def __init__(self, geometry, channels, device, max_elems=DEFAULT_MAX_ELEMS):
+    def __init__(self, geometry, channels, device, max_elems=None):
         super().__init__(geometry, channels, device, max_elems)
         # rows: n, sum_p, sum_q, sum_pp, sum_qq, sum_pq
         self.moments = torch.zeros((6, geometry.num_displacements, channels),
                                    dtype=torch.float64, device=self.device)
 
     def update(self, pass_idx, x):
-        x = x.detach()
+        x = self._input(x)
         all_finite = is_all_finite(x)
         self.calls += 1
         dims = (0, 2, 3)

@@ -7,18 +7,20 @@ distributed refresh ends with exactly the statistics of the union of all
 ranks' batches. ``dependence`` returns S for the half window as a float64
 tensor (num_displacements, channels), NaN where S is undefined.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
+from .chunking import CPU_MAX_ELEMS, resolve_max_elems
 from .geometry import PairGeometry
 
 # all-reduce operations named independently of torch.distributed
 SUM, MIN, MAX = 'sum', 'min', 'max'
 
-# Pixel pairs processed at once. A chunk's temporaries take about 16 bytes per
-# element (padded copy, float64 bin values, int32 indices), ~16 MiB here.
-DEFAULT_MAX_ELEMS = 1 << 20
+# The CPU chunk: pixel pairs processed at once when ``max_elems=None`` on the
+# CPU. Kept for callers that import it; the estimators' default is None, which
+# picks the chunk from the layer's device (see :mod:`.chunking`).
+DEFAULT_MAX_ELEMS = CPU_MAX_ELEMS
 
 
 def is_all_finite(x: torch.Tensor) -> bool:
@@ -33,17 +35,22 @@ class DependenceStats:
     Args:
         geometry: pairs of the layer's kernel window.
         channels: input channels of the conv.
-        device: where the statistics live (the layer's device).
-        max_elems: largest chunk of pixel pairs processed at once.
+        device: where the statistics live and are computed (the layer's
+            device; an input on another device is moved there).
+        max_elems: largest chunk (elements of the zero-padded input) processed
+            at once; ``None`` picks it from ``device`` (2**20 on the CPU, from
+            free memory on CUDA, see :func:`~.chunking.resolve_max_elems`).
+            Any value gives the same statistics; it only trades temporary
+            memory (up to ~48 bytes per element) for speed.
     """
     num_passes = 1
 
     def __init__(self, geometry: PairGeometry, channels: int,
-                 device: torch.device, max_elems: int = DEFAULT_MAX_ELEMS):
+                 device: torch.device, max_elems: Optional[int] = None):
         self.geometry = geometry
         self.channels = channels
         self.device = torch.device(device)
-        self.max_elems = int(max_elems)
+        self.max_elems = resolve_max_elems(max_elems, self.device)
         shape = (geometry.num_displacements, channels)
         # pairs whose P or Q is NaN/Inf, per (displacement, channel)
         self.nonfinite = torch.zeros(shape, dtype=torch.int64, device=self.device)
@@ -52,6 +59,10 @@ class DependenceStats:
 
     def update(self, pass_idx: int, x: torch.Tensor) -> None:
         raise NotImplementedError
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv input, detached, on the statistics' device."""
+        return x.detach().to(self.device)
 
     def reductions(self, pass_idx: int) -> List[Tuple[torch.Tensor, str]]:
         """Tensors to all-reduce in place after pass ``pass_idx``."""

@@ -19,15 +19,26 @@ from typing import Optional
 
 import torch
 
-from .dependence_base import (DEFAULT_MAX_ELEMS, MAX, MIN, SUM, DependenceStats,
-                              is_all_finite)
+from .dependence_base import MAX, MIN, SUM, DependenceStats, is_all_finite
+
+INT32_MAX = 2**31 - 1
 
 
 def sturges_bins(n_pairs: torch.Tensor) -> torch.Tensor:
-    """``1 + ceil(log2(n))`` per entry (0 where there are no pairs)."""
-    n = n_pairs.to(torch.float64)
-    bins = 1 + torch.ceil(torch.log2(n.clamp_min(1)))
-    return torch.where(n_pairs > 0, bins, torch.zeros_like(bins)).to(torch.int64)
+    """``1 + ceil(log2(n))`` per entry (0 where there are no pairs).
+
+    Exact in integers on every device: the float64 ``log2`` estimate is
+    corrected to the smallest ``e`` with ``2**e >= n`` (a device whose
+    ``log2`` were one ulp off at a power of two would otherwise get another
+    bin count, hence another G).
+    """
+    n = n_pairs.to(torch.int64).clamp_min(1)
+    e = torch.ceil(torch.log2(n.to(torch.float64))).to(torch.int64).clamp(0, 62)
+    one = torch.ones_like(n)
+    e = torch.where(torch.bitwise_left_shift(one, e) < n, e + 1, e)
+    below = torch.bitwise_left_shift(one, (e - 1).clamp_min(0))
+    e = torch.where((e > 0) & (below >= n), e - 1, e)
+    return torch.where(n_pairs > 0, e + 1, torch.zeros_like(e))
 
 
 def bin_index(v: torch.Tensor, vmin: torch.Tensor, vmax: torch.Tensor, bins: torch.Tensor,
@@ -47,6 +58,27 @@ def bin_index(v: torch.Tensor, vmin: torch.Tensor, vmax: torch.Tensor, bins: tor
     idx.sub_(vmin).mul_(scale).floor_()
     idx.clamp_(min=torch.zeros_like(last), max=last)
     return idx.to(dtype)
+
+
+def joint_index_dtype(channels: int, num_bins: int) -> torch.dtype:
+    """Integer type of the joint histogram index ``c * nb² + bin_p * nb + bin_q``.
+
+    Its largest value is the sentinel ``channels * nb²`` for pairs left out; it
+    depends on the channels and bins only, never on the chunk size (each
+    displacement's chunk is counted on its own, there is no index across
+    displacements or samples). int32 unless that sentinel does not fit.
+    """
+    return torch.int32 if channels * num_bins * num_bins <= INT32_MAX else torch.int64
+
+
+def flat(t: torch.Tensor) -> torch.Tensor:
+    """All elements of ``t`` as a 1-D tensor, in memory order where possible
+    (a view for contiguous and channels_last tensors; order does not matter to
+    a histogram)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(
+            memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)
+    return t.reshape(-1)
 
 
 def entropies(hist: torch.Tensor):
@@ -73,7 +105,7 @@ class NMIStats(DependenceStats):
     """
     num_passes = 2
 
-    def __init__(self, geometry, channels, device, max_elems=DEFAULT_MAX_ELEMS,
+    def __init__(self, geometry, channels, device, max_elems=None,
                  diag_removal: bool = False):
         super().__init__(geometry, channels, device, max_elems)
         self.diag_removal = bool(diag_removal)
@@ -91,7 +123,7 @@ class NMIStats(DependenceStats):
 
     # ------------------------------------------------------------- passes
     def update(self, pass_idx: int, x: torch.Tensor) -> None:
-        x = x.detach()
+        x = self._input(x)
         all_finite = is_all_finite(x)
         if pass_idx == 0:
             self.calls += 1
@@ -145,15 +177,15 @@ class NMIStats(DependenceStats):
             self.q_max[d] = torch.maximum(self.q_max[d], torch.where(mask, q, -inf).amax(dims).double())
 
     def _update_hist(self, xp, crops, valid):
-        c, nb = self.channels, self.num_bins
+        c, nb, itype = self.channels, self.num_bins, self.index_dtype
         view = (1, c, 1, 1)
         # joint index = channel * nb² + bin(P) * nb + bin(Q); the P part is
         # scaled and offset once per chunk, so each displacement costs one add
-        chan = (torch.arange(c, device=xp.device, dtype=torch.int32) * (nb * nb)).view(view)
+        chan = (torch.arange(c, device=xp.device, dtype=itype) * (nb * nb)).view(view)
         shared_q = shared_p = None
         if bool((self.match_p | self.match_q).any()):
             shared_q = bin_index(xp, self.c_min.view(view), self.c_max.view(view),
-                                 self.common_bins.view(view), torch.int32)
+                                 self.common_bins.view(view), itype)
             if bool(self.match_p.any()):
                 shared_p = shared_q * nb
                 shared_p += chan
@@ -166,7 +198,7 @@ class NMIStats(DependenceStats):
             if valid is not None:
                 keep = valid[:, :, pw[0], pw[1]] & valid[:, :, qw[0], qw[1]]
                 joint.masked_fill_(~keep, sentinel)
-            counts = torch.bincount(joint.reshape(-1), minlength=sentinel + 1)[:sentinel]
+            counts = torch.bincount(flat(joint), minlength=sentinel + 1)[:sentinel]
             self.hist[d] += counts.view(c, nb, nb)
 
     def _indices(self, xp, shared, d, window, match, vmin, vmax, scale=1, offset=None):
@@ -183,7 +215,7 @@ class NMIStats(DependenceStats):
         sel = slice(None) if everything else own.nonzero().squeeze(1)
         v = (1, -1, 1, 1)
         idx = bin_index(region if everything else region[:, sel], vmin[d, sel].view(v),
-                        vmax[d, sel].view(v), self.bins[d, sel].view(v), torch.int32)
+                        vmax[d, sel].view(v), self.bins[d, sel].view(v), self.index_dtype)
         if scale != 1:
             idx *= scale
         if offset is not None:
@@ -206,6 +238,7 @@ class NMIStats(DependenceStats):
             return
         self.bins = sturges_bins(self.n_pairs)
         self.num_bins = max(1, int(self.bins.max()))
+        self.index_dtype = joint_index_dtype(self.channels, self.num_bins)
         self.common_bins = torch.mode(self.bins, dim=0).values
         shape = (self.geometry.num_displacements, self.channels, self.num_bins, self.num_bins)
         self.hist = torch.zeros(shape, dtype=torch.int64, device=self.device)

@@ -89,7 +89,7 @@ class SpatialGradScaler:
         branches (list[tuple[int, int]]): ``'reparam'``'s branch kernels.
         normalize (bool): ``'reparam'``: mean 1 (False: exact Lemma-1 values).
         max_chunk_elems (int, optional): pixel pairs processed at once; None
-            picks it from each layer's device (see ``sgs_mm.sgs.dependence_base``).
+            picks it from each layer's device (see ``sgs_mm.sgs.chunking``).
         logger (logging.Logger, optional): where warnings go
             (default ``logging.getLogger('sgs_mm')``).
 
