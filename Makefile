@@ -2,6 +2,8 @@
 #   make test   set up .venv (idempotent) and run the test suite
 #   make demo   set up .venv (idempotent) and run the demo on built-in data
 VENV ?= .venv
+# absolute, so that the recipes and tools/setup_env.sh agree from any folder
+override VENV := $(abspath $(VENV))
 PY := $(VENV)/bin/python
 SHARED_WHEELS := $(wildcard $(CURDIR)/../shared/wheelhouse)
 # Prebuilt wheels (mmcv with ops) where a developer/CI machine has them.
@@ -11,7 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: env test test-fast demo bench clean-env
 
 env:
-	@bash tools/setup_env.sh $(VENV)
+	@bash tools/setup_env.sh '$(VENV)'
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -23,6 +25,7 @@ demo: env
 	$(PY) tools/demo.py
 
 bench: env
+	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/bench.txt
 	$(PY) benchmarks/bench_refresh.py
 
 clean-env:

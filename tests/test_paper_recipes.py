@@ -157,10 +157,12 @@ PSPNET_TABLE = [
 
 def _build_head(head_cfg):
     import sgs_mm.models  # noqa: F401  registers SemSegPSPHead
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     head_cfg = head_cfg.to_dict() if hasattr(head_cfg, 'to_dict') else dict(head_cfg)
     head_cfg['norm_cfg'] = dict(type='BN', requires_grad=True)
-    return MODELS.build(head_cfg)
+    with DefaultScope.overwrite_default_scope('mmseg'):  # other tests leave theirs
+        return MODELS.build(head_cfg)
 
 
 @pytest.mark.parametrize('depth', DEPTHS)
