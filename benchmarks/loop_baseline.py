@@ -23,7 +23,9 @@ def _index(v, bins):
     return np.minimum(np.maximum(idx, 0), bins - 1).astype(np.int64)
 
 
-def nmi(p, q, diag_removal):
+def nmi_of_pairs(p, q, diag_removal, joint_histogram):
+    """S of two equally long 1-D arrays (NaN when undefined), with the joint
+    histogram counted by ``joint_histogram(p, q, bins)`` (Sturges bins)."""
     if diag_removal:
         keep = (p != 0) & (q != 0)
         p, q = p[keep], q[keep]
@@ -31,8 +33,7 @@ def nmi(p, q, diag_removal):
     if n == 0:
         return math.nan
     bins = int(1 + math.ceil(math.log2(n)))
-    hist = np.bincount(_index(p, bins) * bins + _index(q, bins),
-                       minlength=bins * bins).reshape(bins, bins)
+    hist = joint_histogram(p, q, bins)
     if diag_removal:
         np.fill_diagonal(hist, 0)
     if hist.sum() == 0:
@@ -41,6 +42,16 @@ def nmi(p, q, diag_removal):
     if h_pq == 0:
         return math.nan
     return (_entropy(hist.sum(1)) + _entropy(hist.sum(0)) - h_pq) / h_pq
+
+
+def _numpy_joint(p, q, bins):
+    """Exact binning like sgs_mm: [min, max] per variable, max in the last bin."""
+    return np.bincount(_index(p, bins) * bins + _index(q, bins),
+                       minlength=bins * bins).reshape(bins, bins)
+
+
+def nmi(p, q, diag_removal):
+    return nmi_of_pairs(p, q, diag_removal, _numpy_joint)
 
 
 def layer_scaling(xp, kernel_size, step, k=5.0, diag_removal=False):
