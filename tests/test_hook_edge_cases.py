@@ -3,9 +3,8 @@
 Each test here failed before its fix: a crash, a wrong gradient, or SGS
 silently off, in a training setup users run.
 """
-import copy
+import functools
 import logging
-import os.path as osp
 
 import pytest
 import torch
@@ -18,23 +17,17 @@ from mmengine.runner import Runner
 
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
-from sgs_mm.analysis.history import HISTORY_FILE, read_history_raw
 from sgs_mm.sgs import SpatialGradScaler, fixed_scaling
-from toy_runner import SGSToyNet, toy_cfg
+from toy_runner import SGSToyNet, build_runner, history, sgs_hook, toy_cfg
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1)
 
 
-def make_runner(work_dir, hook=HOOK, **kwargs):
-    return Runner.from_cfg(Config(toy_cfg(work_dir, hook=hook, **kwargs)))
-
-
-def sgs_hook(runner) -> SpatialGradScalingHook:
-    return next(h for h in runner.hooks if isinstance(h, SpatialGradScalingHook))
+make_runner = functools.partial(build_runner, hook=HOOK)
 
 
 def records(work_dir):
-    return read_history_raw(osp.join(work_dir, HISTORY_FILE))['records']
+    return history(work_dir)['records']
 
 
 class Messages:
@@ -200,7 +193,7 @@ def test_new_run_in_reused_work_dir_starts_a_new_history(tmp_path):
     assert [r['epoch'] for r in records(tmp_path)] == [1, 2]
     run_b = make_runner(tmp_path, hook=dict(HOOK, k=3, warmup=2), max_epochs=3)
     run_b.train()
-    data = read_history_raw(osp.join(tmp_path, HISTORY_FILE))
+    data = history(tmp_path)
     assert [r['epoch'] for r in data['records']] == [2]
     assert data['k'] == 3.0
 

@@ -1,30 +1,19 @@
 """SpatialGradScalingHook in a real mmengine Runner (toy model, CPU)."""
 import copy
+import functools
 import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.runner import Runner
 
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
-from sgs_mm.analysis.history import HISTORY_FILE, read_history_raw
-from toy_runner import toy_cfg
+from toy_runner import build_runner, history, sgs_hook
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=2, warmup=1, num_batches=2)
 
 
-def make_runner(work_dir, hook=HOOK, **kwargs):
-    return Runner.from_cfg(Config(toy_cfg(work_dir, hook=hook, **kwargs)))
-
-
-def sgs_hook(runner) -> SpatialGradScalingHook:
-    return next(h for h in runner.hooks if isinstance(h, SpatialGradScalingHook))
-
-
-def history(work_dir):
-    return read_history_raw(osp.join(work_dir, HISTORY_FILE))
+make_runner = functools.partial(build_runner, hook=HOOK)
 
 
 # ------------------------------------------------------------------ bad input

@@ -101,6 +101,25 @@ def toy_cfg(work_dir, hook=None, by_epoch=True, max_epochs=4, max_iters=16, opti
     return copy.deepcopy(cfg)
 
 
+def build_runner(work_dir, hook=None, **kwargs):
+    """A real mmengine Runner training SGSToyNet (``toy_cfg``'s arguments)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    return Runner.from_cfg(Config(toy_cfg(work_dir, hook=hook, **kwargs)))
+
+
+def sgs_hook(runner):
+    """The runner's SpatialGradScalingHook."""
+    from sgs_mm import SpatialGradScalingHook
+    return next(h for h in runner.hooks if isinstance(h, SpatialGradScalingHook))
+
+
+def history(work_dir) -> dict:
+    """The G history the hook wrote in ``work_dir`` (header keys + records)."""
+    from sgs_mm.analysis.history import HISTORY_FILE, read_history_raw
+    return read_history_raw(os.path.join(str(work_dir), HISTORY_FILE))
+
+
 def _register_collate():
     from mmengine.registry import FUNCTIONS
     if 'sgs_toy_collate' not in FUNCTIONS.module_dict:
