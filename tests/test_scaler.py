@@ -198,3 +198,18 @@ def test_plain_ddp_two_ranks_match_union(tmp_path):
     for name, g in single.scales().items():
         assert torch.equal(r0['scales'][name], r1['scales'][name]), name
         torch.testing.assert_close(r0['scales'][name], g, rtol=0, atol=1e-12)
+
+
+def test_attached_model_still_pickles_and_copies(tmp_path):
+    """Whole-model torch.save and deepcopy (mmengine's EMA) work while SGS is
+    attached; the copy is a new set of weights another scaler may take."""
+    net = Net()
+    sgs = SpatialGradScaler(net)
+    sgs.attach()
+    torch.save(net, tmp_path / 'net.pth')
+    twin = copy.deepcopy(net)
+    SpatialGradScaler(twin).attach()
+    with pytest.raises(RuntimeError, match='scaled twice'):
+        SpatialGradScaler(net).attach()
+    sgs.detach()
+    SpatialGradScaler(net).attach()

@@ -1,19 +1,22 @@
 """Applying G to conv weights (SGS_SPEC §4, §7): scale the gradient, or the update."""
 import weakref
 from collections import OrderedDict
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Tuple
 
 import torch
 import torch.nn as nn
 
-# Each attached weight carries a weak reference to the applier whose hook is on
-# it: a second applier on the same weight would multiply its gradient by G twice.
-_OWNER_ATTR = '_sgs_applier'
+# id(weight) -> (weak ref to the weight, weak ref to the applier whose hook is on
+# it): a second applier on the same weight would multiply its gradient by G
+# twice. Kept outside the Parameter so that the model still pickles and copies.
+_ATTACHED: Dict[int, Tuple['weakref.ref', 'weakref.ref']] = {}
 
 
 def _owner(w: nn.Parameter):
-    ref = getattr(w, _OWNER_ATTR, None)
-    return ref() if ref is not None else None
+    entry = _ATTACHED.get(id(w))
+    if entry is None or entry[0]() is not w:  # none, or a freed weight's id reused
+        return None
+    return entry[1]()
 
 
 class ScalingApplier:
@@ -89,7 +92,7 @@ class ScalingApplier:
                 self._handles.append(opt.register_step_post_hook(self._after_step))
             self.unowned = [n for n in self.weights if n not in owned]
         for w in self.weights.values():
-            setattr(w, _OWNER_ATTR, weakref.ref(self))
+            _ATTACHED[id(w)] = (weakref.ref(w), weakref.ref(self))
 
     def detach(self) -> None:
         for h in self._handles:
@@ -97,7 +100,7 @@ class ScalingApplier:
         self._handles = []
         for w in self.weights.values():
             if _owner(w) is self:
-                delattr(w, _OWNER_ATTR)
+                del _ATTACHED[id(w)]
 
     @property
     def attached(self) -> bool:
