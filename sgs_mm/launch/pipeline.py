@@ -215,12 +215,9 @@ def best_validation(work_dir: str,
 
 
 def _sgs_history(work_dir: str) -> Optional[str]:
-    """The SGS hook's G history in a work dir (``sgs_g_history.jsonl``, or
-    ``.json`` from older runs), or None for a run without SGS."""
-    for name in ('sgs_g_history.jsonl', 'sgs_g_history.json'):
-        if osp.isfile(osp.join(work_dir, name)):
-            return osp.join(work_dir, name)
-    return None
+    """The SGS hook's G history in a work dir, or None for a run without SGS."""
+    from ..analysis.history import find_history_file
+    return find_history_file(work_dir)
 
 
 def _run(cmd: List[str], log_path: str, quiet: bool) -> None:
