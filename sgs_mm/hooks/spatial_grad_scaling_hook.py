@@ -96,7 +96,8 @@ class SpatialGradScalingHook(Hook):
     def _view(attr, default=None):  # noqa: N805  (read-only view of the engine)
         return property(lambda self: getattr(self.scaler, attr) if self.scaler else default)
 
-    layers, applier, num_refreshes = _view('layers', {}), _view('applier'), _view('num_refreshes', 0)
+    layers, applier = _view('layers', {}), _view('applier')
+    num_refreshes = _view('num_refreshes', 0)
     _reported_idle = _view('reported_idle', set())
     method = property(lambda self: self.options.method)
     last_refresh = property(lambda self: self.schedule.last if self.schedule else None)
@@ -166,8 +167,9 @@ class SpatialGradScalingHook(Hook):
 
     def _report(self, runner, step, seconds):
         scales = self.scales()
-        runner.logger.info(f'SGS refresh #{self.num_refreshes} at {self.unit} {step} ({seconds:.2f}s,'
-                           f' {len(scales)} layers; centre [min,max]): {self.scaler.summary()}')
+        runner.logger.info(f'SGS refresh #{self.num_refreshes} at {self.unit} {step} '
+                           f'({seconds:.2f}s, {len(scales)} layers; centre [min,max]): '
+                           f'{self.scaler.summary(scales)}')
         if not is_main_process():
             return
         if self.history is not None:

@@ -32,8 +32,9 @@ class ScalingApplier:
             Adagrad*) rescales the optimizer's step instead:
             ``W <- W_old + G * (W_new - W_old)`` around ``optimizer.step()``.
 
-    ``fired`` counts, per weight, the gradients scaled since the last
-    :meth:`reset_counts` (the self-check of :class:`SpatialGradScaler`).
+    ``fired`` counts, per weight, the gradients that passed the hook since the
+    last :meth:`reset_counts` (``'grad'`` mode; the self-check of
+    :class:`SpatialGradScaler`).
     """
 
     def __init__(self, weights: Dict[str, nn.Parameter], mode: str = 'grad'):
@@ -132,5 +133,4 @@ class ScalingApplier:
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
         for name, w, old in self._saved.pop(id(optimizer), []):
-            self.fired[name] += 1
             w.sub_(old).mul_(self.scales[name].to(w.device, w.dtype)).add_(old)

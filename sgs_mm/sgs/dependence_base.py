@@ -11,16 +11,11 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .chunking import CPU_MAX_ELEMS, resolve_max_elems
+from .chunking import resolve_max_elems
 from .geometry import PairGeometry
 
 # all-reduce operations named independently of torch.distributed
 SUM, MIN, MAX = 'sum', 'min', 'max'
-
-# The CPU chunk: pixel pairs processed at once when ``max_elems=None`` on the
-# CPU. Kept for callers that import it; the estimators' default is None, which
-# picks the chunk from the layer's device (see :mod:`.chunking`).
-DEFAULT_MAX_ELEMS = CPU_MAX_ELEMS
 
 
 def is_all_finite(x: torch.Tensor) -> bool:

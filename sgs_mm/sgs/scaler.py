@@ -408,8 +408,9 @@ class SpatialGradScaler:
         self._arm_check()
         return True
 
-    def summary(self) -> str:
-        """Every layer's G in one line: centre and [min, max]."""
+    def summary(self, scales: Optional[Dict[str, torch.Tensor]] = None) -> str:
+        """Every layer's G in one line: centre and [min, max] (of ``scales``,
+        by default the current :meth:`scales`)."""
         return ', '.join(
             f'{n}: c={g[g.shape[0] // 2, g.shape[1] // 2]:.2f} [{g.min():.2f},{g.max():.2f}]'
-            for n, g in self.scales().items())
+            for n, g in (scales or self.scales()).items())
