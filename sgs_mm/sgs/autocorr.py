@@ -21,12 +21,12 @@ class AutocorrStats(DependenceStats):
         self.moments = torch.zeros((6, geometry.num_displacements, channels),
                                    dtype=torch.float64, device=self.device)
 
-    def update(self, pass_idx, x):
+    def update(self, pass_idx, x, padding=None):
         x = self._input(x)
         all_finite = is_all_finite(x)
         self.calls += 1
         dims = (0, 2, 3)
-        for d, p, q in self.geometry.pairs(x, self.max_elems):
+        for d, p, q in self.geometry.pairs(x, self.max_elems, padding):
             p, q = p.to(torch.float64), q.to(torch.float64)
             if all_finite:
                 n = p.shape[0] * p.shape[2] * p.shape[3]

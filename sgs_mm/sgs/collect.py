@@ -5,31 +5,104 @@ from typing import Callable, Dict, Iterator
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from .dependence_base import DependenceStats
 from .distributed import all_reduce_many
+from .geometry import Padding, as_batch, slid_input, zero_padding
+
+
+Sink = Callable[[torch.Tensor, Padding], None]
+
+
+def _conv2d_call(args, kwargs):
+    """(input, weight, padding, dilation) of an ``F.conv2d`` call."""
+    names = ('input', 'weight', 'bias', 'stride', 'padding', 'dilation', 'groups')
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return (bound.get('input'), bound.get('weight'), bound.get('padding', 0),
+            bound.get('dilation', 1))
+
+
+class _FirstConv2d(TorchFunctionMode):
+    """Hands the first ``F.conv2d`` call made while it is on to ``on_call``."""
+
+    def __init__(self, on_call):
+        super().__init__()
+        self.on_call = on_call
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.on_call is not None and getattr(func, '__name__', '') == 'conv2d':
+            on_call, self.on_call = self.on_call, None
+            on_call(args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, 'compiler', None)
+    return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())
+
+
+def _forward_is_standard(conv: nn.Conv2d) -> bool:
+    """The class's ``forward`` is ``nn.Conv2d``'s (it pads in ``_conv_forward``)."""
+    return type(conv).forward is nn.Conv2d.forward
 
 
 @contextlib.contextmanager
-def capture_inputs(conv: nn.Conv2d, sink: Callable[[torch.Tensor], None]) -> Iterator[None]:
-    """Hand every input ``conv`` convolves to ``sink`` while the context is open.
+def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
+    """Hand ``sink(x, zeros)`` the tensor ``conv``'s kernel slides over, at every
+    call, while the context is open (SGS_SPEC §2.1).
 
-    A forward-pre hook sees the normal path (``conv(x)``). Paths that call
-    ``conv._conv_forward`` directly and skip the module's hooks, such as
-    mmengine's ``efficient_conv_bn_eval`` (conv + eval-mode BN fused on the
-    fly), are seen through a wrapper of ``_conv_forward`` on the instance;
-    inside ``conv(x)`` the wrapper stays silent, so each input counts once.
-    Subclasses whose ``forward`` does not call ``_conv_forward`` are seen by
-    the pre hook alone.
+    ``x`` (N, C, H, W) is the input as the convolution receives it: padded
+    with ``padding_mode`` when that is not ``'zeros'``, or by whatever the
+    conv's own forward does before ``F.conv2d`` (mmcv's
+    ``Conv2dAdaptivePadding``, TF-style 'same'); ``zeros`` (top, bottom, left,
+    right) is the zero padding ``F.conv2d`` adds. An unbatched (C, H, W)
+    input is one sample.
+
+    - ``nn.Conv2d``'s own forward: a wrapper of ``conv._conv_forward`` on the
+      instance pads as ``nn.Conv2d._conv_forward`` does.
+    - A subclass whose ``forward`` is its own: the first ``F.conv2d`` call of
+      that forward is seen (a ``TorchFunctionMode`` while it runs), with the
+      input and padding it is given.
+    - Paths that call ``conv._conv_forward`` directly and skip the module's
+      hooks, such as mmengine's ``efficient_conv_bn_eval`` (conv + eval-mode
+      BN fused on the fly), are seen through the ``_conv_forward`` wrapper.
+    - Otherwise (e.g. while ``torch.compile`` traces, where no mode is
+      entered) the forward-pre hook's input with the conv's own padding rule.
+
+    Each call counts once.
     """
-    depth = [0]
+    frames = []  # one per conv(x) call in progress: [seen, input, mode]
+    standard = _forward_is_standard(conv)
+
+    def emit(x, zeros):
+        sink(as_batch(x), tuple(int(p) for p in zeros))
+
+    def on_conv2d(frame, args, kwargs):
+        if frame[0]:
+            return
+        x, weight, padding, dilation = _conv2d_call(args, kwargs)
+        if not isinstance(x, torch.Tensor) or weight is None:
+            return
+        frame[0] = True
+        emit(x, zero_padding(padding, tuple(weight.shape[-2:]), dilation))
 
     def pre_hook(module, inputs):
-        depth[0] += 1
-        sink(inputs[0])
+        frame = [False, inputs[0] if inputs else None, None]
+        frames.append(frame)
+        if not standard and not _is_compiling():
+            mode = _FirstConv2d(lambda args, kwargs: on_conv2d(frame, args, kwargs))
+            mode.__enter__()
+            frame[2] = mode
 
     def post_hook(module, inputs, output):
-        depth[0] -= 1
+        seen, x, mode = frames.pop()
+        if mode is not None:
+            mode.__exit__(None, None, None)
+        if not seen and output is not None and isinstance(x, torch.Tensor):
+            emit(*slid_input(conv, x))
 
     handles = [conv.register_forward_pre_hook(pre_hook),
                conv.register_forward_hook(post_hook, always_call=True)]
@@ -37,8 +110,11 @@ def capture_inputs(conv: nn.Conv2d, sink: Callable[[torch.Tensor], None]) -> Ite
     inner = conv._conv_forward
 
     def conv_forward(x, *args, **kwargs):
-        if depth[0] == 0:
-            sink(x)
+        frame = frames[-1] if frames else None
+        if frame is None or not frame[0]:
+            if frame is not None:
+                frame[0] = True
+            emit(*slid_input(conv, x))
         return inner(x, *args, **kwargs)
 
     conv._conv_forward = conv_forward
@@ -75,7 +151,8 @@ def collect_dependence(layers: Dict[str, nn.Conv2d],
             for name, conv in layers.items():
                 acc = stats[name]
                 stack.enter_context(capture_inputs(
-                    conv, lambda x, acc=acc, pass_idx=pass_idx: acc.update(pass_idx, x)))
+                    conv, lambda x, zeros, acc=acc, pass_idx=pass_idx: acc.update(
+                        pass_idx, x, zeros)))
             run_forward()
         all_reduce_many([item for s in stats.values() for item in s.reductions(pass_idx)])
         for s in stats.values():

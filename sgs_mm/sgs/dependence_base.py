@@ -52,12 +52,21 @@ class DependenceStats:
         # forward calls of the conv seen in pass 0 (all ranks together)
         self.calls = torch.zeros(1, dtype=torch.int64, device=self.device)
 
-    def update(self, pass_idx: int, x: torch.Tensor) -> None:
+    def update(self, pass_idx: int, x: torch.Tensor, padding=None) -> None:
+        """Add one input ``x`` of the conv: (N, C, H, W), or (C, H, W) for one
+        sample; ``padding`` (top, bottom, left, right) is the zero padding the
+        conv adds to it (None: the geometry's, i.e. ``conv.padding``)."""
         raise NotImplementedError
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv input, detached, on the statistics' device."""
-        return x.detach().to(self.device)
+        """The conv input as a batch, detached, on the statistics' device."""
+        x = x.detach()
+        if x.dim() == 3:  # nn.Conv2d accepts an unbatched (C, H, W) input
+            x = x.unsqueeze(0)
+        if x.dim() != 4:
+            raise ValueError(f'SGS: a conv input of shape {tuple(x.shape)}; expected '
+                             '(N, C, H, W) or (C, H, W)')
+        return x.to(self.device)
 
     def reductions(self, pass_idx: int) -> List[Tuple[torch.Tensor, str]]:
         """Tensors to all-reduce in place after pass ``pass_idx``."""

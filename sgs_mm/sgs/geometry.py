@@ -1,6 +1,6 @@
 """Where the pixel pairs of a conv's kernel window come from (SGS_SPEC §2.1-2.3)."""
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -24,19 +24,59 @@ def half_window(kernel_size: Tuple[int, int]) -> List[Tuple[int, int]]:
     return kept
 
 
-def _conv_padding(conv: nn.Conv2d) -> Tuple[int, int, int, int]:
-    """(top, bottom, left, right) zero padding the conv applies to its input."""
-    if isinstance(conv.padding, str):
-        if conv.padding == 'valid':
+Padding = Tuple[int, int, int, int]
+
+
+def zero_padding(padding, kernel_size, dilation) -> Padding:
+    """(top, bottom, left, right) zeros of a ``F.conv2d(..., padding=padding)`` call.
+
+    ``padding`` as F.conv2d takes it: an int, a pair, ``'valid'`` or
+    ``'same'`` (PyTorch puts the extra pixel of an odd total on the far side).
+    """
+    if isinstance(padding, str):
+        if padding == 'valid':
             return 0, 0, 0, 0
-        # 'same': PyTorch puts the extra pixel of an odd total on the far side.
         pads = []
-        for k, d in zip(conv.kernel_size, conv.dilation):
+        for k, d in zip(_pair(kernel_size), _pair(dilation)):
             total = d * (k - 1)
             pads.append((total // 2, total - total // 2))
         return pads[0][0], pads[0][1], pads[1][0], pads[1][1]
-    ph, pw = conv.padding
-    return ph, ph, pw, pw
+    ph, pw = _pair(padding)
+    return int(ph), int(ph), int(pw), int(pw)
+
+
+def _pair(v) -> Tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+    return v, v
+
+
+def _conv_padding(conv: nn.Conv2d) -> Padding:
+    """(top, bottom, left, right) zero padding ``conv.padding`` asks for."""
+    return zero_padding(conv.padding, conv.kernel_size, conv.dilation)
+
+
+def as_batch(x: torch.Tensor) -> torch.Tensor:
+    """A conv input as (N, C, H, W): an unbatched (C, H, W) input is one sample."""
+    return x.unsqueeze(0) if x.dim() == 3 else x
+
+
+def slid_input(conv: nn.Conv2d, x: torch.Tensor) -> Tuple[torch.Tensor, Padding]:
+    """What ``conv._conv_forward(x, ...)`` slides its kernel over.
+
+    ``(x', zeros)``: ``x'`` is ``x`` (as a batch) padded with the conv's
+    ``padding_mode`` when that is not ``'zeros'`` (as ``nn.Conv2d`` does before
+    calling ``F.conv2d`` with no padding), and ``zeros`` the zero padding
+    ``F.conv2d`` still adds (SGS_SPEC §2.1).
+    """
+    x = as_batch(x)
+    if conv.padding_mode != 'zeros':
+        pad = getattr(conv, '_reversed_padding_repeated_twice', None)
+        if pad is None:  # pragma: no cover - torch versions without it
+            top, bottom, left, right = _conv_padding(conv)
+            pad = (left, right, top, bottom)
+        return F.pad(x, pad, mode=conv.padding_mode), (0, 0, 0, 0)
+    return x, _conv_padding(conv)
 
 
 @dataclass(frozen=True)
@@ -45,7 +85,9 @@ class PairGeometry:
 
     Attributes:
         kernel_size: (kh, kw), both odd.
-        padding: (top, bottom, left, right) zero padding.
+        padding: (top, bottom, left, right) zero padding of ``conv.padding``
+            (an input captured from the ``F.conv2d`` call itself comes with
+            that call's padding, see :func:`slid_input`).
         step: (sh, sw) pixels per kernel tap (the dilation, or 1).
         displacements: the half window, see :func:`half_window`.
     """
@@ -64,8 +106,8 @@ class PairGeometry:
     def num_displacements(self) -> int:
         return len(self.displacements)
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom, left, right = self.padding
+    def pad(self, x: torch.Tensor, padding: Optional[Padding] = None) -> torch.Tensor:
+        top, bottom, left, right = self.padding if padding is None else padding
         if top == bottom == left == right == 0:
             return x
         return F.pad(x, (left, right, top, bottom), mode='constant', value=0.0)
@@ -89,20 +131,24 @@ class PairGeometry:
                         (slice(y0 + dy, y0 + dy + h), slice(x0 + dx, x0 + dx + w))))
         return out
 
-    def padded_chunks(self, x: torch.Tensor, max_elems: int) -> Iterator[torch.Tensor]:
+    def padded_chunks(self, x: torch.Tensor, max_elems: int,
+                      padding: Optional[Padding] = None) -> Iterator[torch.Tensor]:
         """The zero-padded input in batch chunks of at most ``max_elems``
-        elements (at least one sample per chunk)."""
+        elements (at least one sample per chunk). ``padding`` (top, bottom,
+        left, right) replaces the conv's own for this input (the zero padding
+        of the ``F.conv2d`` call that slid over it)."""
+        padding = self.padding if padding is None else tuple(padding)
         c, h, w = x.shape[1:]
-        top, bottom, left, right = self.padding
+        top, bottom, left, right = padding
         per_sample = max(1, c * (h + top + bottom) * (w + left + right))
         chunk = max(1, max_elems // per_sample)
         for n0 in range(0, x.shape[0], chunk):
-            yield self.pad(x[n0:n0 + chunk])
+            yield self.pad(x[n0:n0 + chunk], padding)
 
-    def pairs(self, x: torch.Tensor, max_elems: int
+    def pairs(self, x: torch.Tensor, max_elems: int, padding: Optional[Padding] = None
               ) -> Iterator[Tuple[int, torch.Tensor, torch.Tensor]]:
         """Yield ``(d, P, Q)`` views for every displacement (see :meth:`crops`)
         and batch chunk (see :meth:`padded_chunks`)."""
-        for xp in self.padded_chunks(x, max_elems):
+        for xp in self.padded_chunks(x, max_elems, padding):
             for d, (py, px), (qy, qx) in self.crops(*xp.shape[-2:]):
                 yield d, xp[:, :, py, px], xp[:, :, qy, qx]

@@ -122,12 +122,12 @@ class NMIStats(DependenceStats):
         self.bins = self.hist = None
 
     # ------------------------------------------------------------- passes
-    def update(self, pass_idx: int, x: torch.Tensor) -> None:
+    def update(self, pass_idx: int, x: torch.Tensor, padding=None) -> None:
         x = self._input(x)
         all_finite = is_all_finite(x)
         if pass_idx == 0:
             self.calls += 1
-        for xp in self.geometry.padded_chunks(x, self.max_elems):
+        for xp in self.geometry.padded_chunks(x, self.max_elems, padding):
             crops = self.geometry.crops(*xp.shape[-2:])
             valid = self._valid_map(xp, all_finite)
             if pass_idx == 0:

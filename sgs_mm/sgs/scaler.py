@@ -8,6 +8,7 @@ and the state saved in checkpoints. Torch only.
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -51,6 +52,27 @@ class RefreshReport:
     kept_nan: List[str] = field(default_factory=list)
     nonfinite: List[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def as_batch_list(batches) -> list:
+    """``refresh``'s ``batches`` as a list: a bare tensor or a dict (one
+    collated batch) is one batch; any other iterable is a sequence of them.
+
+    Raises:
+        ValueError: no batch at all, or not an iterable of batches.
+    """
+    if isinstance(batches, (torch.Tensor, Mapping)):
+        return [batches]
+    try:
+        batches = list(batches)
+    except TypeError:
+        raise ValueError(f'SpatialGradScaler.refresh() takes a list of batches (each what '
+                         f'forward(model, batch) takes; a bare tensor is one batch), got '
+                         f'{type(batches).__name__}') from None
+    if not batches:
+        raise ValueError('SpatialGradScaler.refresh() needs at least one batch: pass a list '
+                         'of batches (e.g. [images] or two batches of the train loader)')
+    return batches
 
 
 class SpatialGradScaler:
@@ -226,7 +248,8 @@ class SpatialGradScaler:
         all ranks see one model; each rank's own buffers are put back after.
 
         Args:
-            batches: what ``forward`` takes, one item per forward pass.
+            batches: a list of what ``forward`` takes, one item per forward
+                pass; a bare tensor (or dict) is one batch.
             forward: ``forward(model, batch)``; default ``model(batch)``.
             fallback_forward: a second way to run the model, used only for the
                 convs that ``forward`` left idle (e.g. training-only heads).
@@ -239,6 +262,7 @@ class SpatialGradScaler:
         report = RefreshReport(refresh=self.num_refreshes)
         if not self.options.dynamic:
             return report
+        batches = as_batch_list(batches)
         forward = forward or _default_forward
         model = self.model
         flags = [(m, m.training) for m in model.modules()]
