@@ -457,3 +457,75 @@ def test_compare_runs_single_evaluation_as_bars(runs, figures, tmp_path):
     assert [t.get_text() for t in val_ax.get_xticklabels()] == ['baseline', 'SGS']
     assert f'{value:.4g}\n(iter {ITERS})' in figures.texts()
     read_png(out)
+
+
+# ---------------------------------------------------------- Markdown tables (issue 17 §4)
+def markdown_cells(line):
+    """The cells of a Markdown table row, split at unescaped pipes (GFM), unescaped."""
+    import re
+    assert line.startswith('|') and line.endswith('|'), line
+    return [c.strip().replace(r'\|', '|') for c in re.split(r'(?<!\\)\|', line[1:-1])]
+
+
+def markdown_tables(text):
+    """Every table in ``text`` as a list of rows of cells (separator lines left out)."""
+    tables, current = [], None
+    for line in text.splitlines():
+        if line.startswith('|'):
+            if current is None:
+                current = []
+                tables.append(current)
+            if not set(line) <= set('|-: '):
+                current.append(markdown_cells(line))
+        else:
+            current = None
+    return tables
+
+
+def test_kernel_magnitude_table_escapes_pipes(runs, tmp_path):
+    """The cell "mean |W| (normalized)" is escaped: every row keeps the header's 6 cells."""
+    proc = cli('kernel_magnitude', osp.join(runs['base'], f'epoch_{EPOCHS}.pth'),
+               osp.join(runs['sgs'], f'epoch_{EPOCHS}.pth'), '--labels', 'base|line', 'SGS',
+               '--out', tmp_path / 'km.png')
+    assert proc.returncode == 0, proc.stderr
+    (table,) = markdown_tables(proc.stdout)
+    assert table[0] == ['layer', 'run', 'matrix', 'centre', 'edge', 'corner']
+    assert len(table) == 10 and all(len(row) == 6 for row in table)
+    assert [row[1:3] for row in table[1:4]] == [['base|line', 'mean |W| (normalized)'],
+                                                ['SGS', 'mean |W| (normalized)'],
+                                                ['SGS', f'G at epoch {EPOCHS}']]
+
+
+def test_compare_runs_table_escapes_pipes(runs, tmp_path):
+    proc = cli('compare_runs', runs['base'], runs['sgs'], '--labels', 'a|b', 'SGS',
+               '--out', tmp_path / 'cmp.png')
+    assert proc.returncode == 0, proc.stderr
+    (table,) = markdown_tables((tmp_path / 'cmp.md').read_text())
+    assert all(len(row) == 6 for row in table) and table[1][0] == 'a|b'
+
+
+def test_compare_runs_reports_the_iterations_run(tmp_path):
+    """A run of 10 iterations logged every 4 (last logged: 8) is reported as 10: the
+    iteration count its last checkpoint holds; without a checkpoint the table says the
+    count is the last logged step."""
+    cfg = toy_cfg(tmp_path / 'ten', by_epoch=False, max_iters=10)
+    cfg['default_hooks']['logger'] = dict(type='LoggerHook', interval=4,
+                                          log_metric_by_epoch=False)
+    cfg['log_processor'] = dict(by_epoch=False)
+    Runner.from_cfg(Config(cfg)).train()
+    run = load_scalars(tmp_path / 'ten')
+    assert run.train[-1]['step'] == 8  # what the old table reported
+    tool = load_tool('compare_runs')
+    assert tool.main([str(tmp_path / 'ten'), str(tmp_path / 'ten'), '--labels', 'A', 'B',
+                      '--out', str(tmp_path / 'ten.png')]) == 0
+    (table,) = markdown_tables((tmp_path / 'ten.md').read_text())
+    assert table[0][2] == 'iterations' and [row[2] for row in table[1:]] == ['10', '10']
+    # the scalars alone (no checkpoint beside them): the last logged step, said as such
+    (scalars,) = (tmp_path / 'ten').glob('*/vis_data/scalars.json')
+    alone = tmp_path / 'alone'
+    alone.mkdir()
+    shutil.copy(scalars, alone / 'scalars.json')
+    assert tool.main([str(alone / 'scalars.json'), str(tmp_path / 'ten'), '--labels', 'A', 'B',
+                      '--out', str(tmp_path / 'alone.png')]) == 0
+    (table,) = markdown_tables((tmp_path / 'alone.md').read_text())
+    assert [row[2] for row in table[1:]] == ['8 (last logged)', '10']

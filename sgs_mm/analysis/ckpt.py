@@ -65,3 +65,17 @@ def last_checkpoint_of(work_dir: str) -> Optional[str]:
         moved = osp.join(work_dir, osp.basename(path))
         path = moved if osp.isfile(moved) else path
     return path if path and osp.isfile(path) else None
+
+
+def checkpoint_meta(path: str) -> Optional[dict]:
+    """The mmengine ``meta`` of a checkpoint (``epoch``, ``iter``, ...), or None when the
+    file cannot be read weights-only. Memory-mapped: the weights are not read."""
+    import sgs_mm  # noqa: F401  (registers the torch.load allow-list)
+    for mmap in (True, False):  # mmap needs the zip format (torch >= 1.6 files)
+        try:
+            ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+            continue
+        meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+        return meta if isinstance(meta, dict) else None
+    return None

@@ -3,7 +3,7 @@ import glob
 import json
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .errors import AnalysisInputError
 
@@ -147,9 +147,45 @@ def pick_metric(runs: List[RunScalars], metric: Optional[str] = None) -> Optiona
     return common[0]
 
 
+def work_dir_of(path: str) -> str:
+    """The work_dir of a run given as a work_dir, a ``<timestamp>`` folder or a
+    ``<timestamp>/vis_data/scalars.json``."""
+    path = osp.abspath(str(path))
+    if osp.isfile(path):  # <work_dir>/<timestamp>/vis_data/scalars.json
+        folder = osp.dirname(path)
+        return (osp.dirname(osp.dirname(folder)) if osp.basename(folder) == 'vis_data'
+                else folder)
+    if osp.isfile(osp.join(path, 'vis_data', SCALARS)):  # a timestamp folder
+        return osp.dirname(path)
+    return path
+
+
+def iterations_run(run: RunScalars) -> Tuple[Optional[int], bool]:
+    """How many training iterations the run made: ``(count, exact)``.
+
+    The logger records every ``interval`` iterations, so the last logged step
+    can fall short of the run (95 of 100). The run's last checkpoint (named in
+    ``<work_dir>/last_checkpoint``; mmengine saves one when training ends)
+    holds the iteration count in its ``meta``; it is used when it is not
+    behind the logged steps. Otherwise ``exact`` is False: the count is the
+    last logged step (the run may have made up to ``interval - 1`` more).
+    """
+    from .ckpt import checkpoint_meta, last_checkpoint_of
+    logged = max((r['step'] for r in run.train), default=None)
+    ckpt = last_checkpoint_of(work_dir_of(run.source))
+    meta = checkpoint_meta(ckpt) if ckpt else None
+    saved = meta.get('iter') if meta else None
+    if isinstance(saved, int) and (logged is None or saved >= logged):
+        return saved, True
+    return logged, False
+
+
 def final_summary(run: RunScalars, metric: Optional[str], loss_key: str = 'loss') -> dict:
-    """Last training loss and the final / best validation metric of a run."""
+    """Last training loss and the final / best validation metric of a run, and its
+    training iterations (:func:`iterations_run`)."""
+    iters, exact = iterations_run(run)
     out = dict(last_step=run.train[-1]['step'] if run.train else None,
+               iterations=iters, iterations_exact=exact,
                final_loss=None, final_metric=None, best_metric=None, best_step=None)
     _, losses = run.series(loss_key, 'train')
     if losses:

@@ -21,6 +21,7 @@ except ImportError:  # run from a checkout without ``pip install -e .``
 from sgs_mm.analysis import (AnalysisInputError, final_summary, load_scalars,  # noqa: E402
                              pick_metric)
 from sgs_mm.analysis.errors import run_cli  # noqa: E402
+from sgs_mm.analysis.markdown import md_table  # noqa: E402
 from sgs_mm.analysis.scalars import val_unit  # noqa: E402
 
 
@@ -46,14 +47,16 @@ def _fmt(v, digits=4):
 
 def markdown_table(labels, paths, summaries, metric, loss_key='loss', unit='step') -> str:
     m = metric or 'metric'
-    lines = [f'| run | work_dir | iterations | final train {loss_key} | final {m} | best {m} '
-             f'(at {unit}) |', '|---|---|---|---|---|---|']
+    rows = []
     for label, path, s in zip(labels, paths, summaries):
         best = ('n/a' if s['best_metric'] is None
                 else f'{_fmt(s["best_metric"])} ({s["best_step"]})')
-        iters = 'n/a' if s['last_step'] is None else s['last_step']
-        lines.append(f'| {label} | {path} | {iters} | {_fmt(s["final_loss"])} | '
-                     f'{_fmt(s["final_metric"])} | {best} |')
+        iters = s.get('iterations', s['last_step'])
+        iters = ('n/a' if iters is None else
+                 str(iters) if s.get('iterations_exact', False) else f'{iters} (last logged)')
+        rows.append([label, path, iters, _fmt(s['final_loss']), _fmt(s['final_metric']), best])
+    lines = [md_table(['run', 'work_dir', 'iterations', f'final train {loss_key}', f'final {m}',
+                       f'best {m} (at {unit})'], rows)]
     if metric and all(s['final_metric'] is not None for s in summaries):
         delta = summaries[1]['final_metric'] - summaries[0]['final_metric']
         lines.append('')

@@ -24,6 +24,7 @@ from sgs_mm.analysis import (AnalysisInputError, centre_edge_corner, conv_weight
 from sgs_mm.analysis.ckpt import load_checkpoint, state_dict_of  # noqa: E402
 from sgs_mm.analysis.history import history_from_checkpoint  # noqa: E402
 from sgs_mm.analysis.errors import run_cli  # noqa: E402
+from sgs_mm.analysis.markdown import md_table  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -95,15 +96,15 @@ def run(args) -> str:
                         cbar_label=['mean |W| (mean 1)', 'G (mean 1)'],
                         title='Average kernel magnitude matrix' +
                         (' vs G' if len(columns) > len(ckpts) else ''))
-    print('| layer | run | matrix | centre | edge | corner |')
-    print('|---|---|---|---|---|---|')
+    rows = []
     for name in layers:
         for title, mats in columns:
             if name in mats:
                 s = centre_edge_corner(mats[name])
                 run_label, matrix = title.split('\n', 1)
-                print(f'| {name} | {run_label} | {matrix} | {s["centre"]:.3f} | '
-                      f'{s["edge"]:.3f} | {s["corner"]:.3f} |')
+                rows.append([name, run_label, matrix, f'{s["centre"]:.3f}', f'{s["edge"]:.3f}',
+                             f'{s["corner"]:.3f}'])
+    print(md_table(['layer', 'run', 'matrix', 'centre', 'edge', 'corner'], rows))
     print(f'wrote {out}')
     return out
 
