@@ -86,11 +86,16 @@ def test_shared_weight_is_scaled_once(tmp_path):
                                rtol=1e-5, atol=1e-8)
 
 
-def test_second_scaler_on_the_same_weights_is_refused():
+def test_second_scaler_on_the_same_weights_takes_over(caplog):
+    """Not refused (issue 15 case 5: the user may no longer hold the first one),
+    not applied twice: the first is detached, with a warning naming the layers."""
     net = SGSToyNet()
-    SpatialGradScaler(net).attach()
-    with pytest.raises(RuntimeError, match='scaled twice'):
+    first = SpatialGradScaler(net)
+    first.attach()
+    with caplog.at_level(logging.WARNING, logger='sgs_mm'):
         SpatialGradScaler(net).attach()
+    assert "still attached to ['conv1', 'conv2', 'conv3']" in caplog.text
+    assert not first.applier.attached
 
 
 # 3 --------------------------------------------------- efficient_conv_bn_eval

@@ -208,8 +208,8 @@ def test_attached_model_still_pickles_and_copies(tmp_path):
     sgs.attach()
     torch.save(net, tmp_path / 'net.pth')
     twin = copy.deepcopy(net)
-    SpatialGradScaler(twin).attach()
-    with pytest.raises(RuntimeError, match='scaled twice'):
-        SpatialGradScaler(net).attach()
-    sgs.detach()
-    SpatialGradScaler(net).attach()
+    twin_sgs = SpatialGradScaler(twin)
+    twin_sgs.attach()  # the copy's weights are its own: no takeover
+    assert twin_sgs.applier.attached and sgs.applier.attached
+    SpatialGradScaler(net).attach()  # the original's: taken over (test_sgs_state.py)
+    assert not sgs.applier.attached and twin_sgs.applier.attached

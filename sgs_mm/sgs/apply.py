@@ -52,6 +52,9 @@ class ScalingApplier:
         self._cast = {}  # (name, dtype, device) -> G in a gradient's dtype
         self.active = False  # G is all ones until the first set()
         self.unowned: List[str] = []  # update mode: weights no attached optimizer steps
+        # weakref.WeakMethod to the owner's detach, called when another applier
+        # takes these weights over (see attach)
+        self.on_release = None
 
     # -- G ----------------------------------------------------------------
     @torch.no_grad()
@@ -64,20 +67,27 @@ class ScalingApplier:
         self.fired = dict.fromkeys(self.weights, 0)
 
     # -- attaching ---------------------------------------------------------
-    def attach(self, optimizers: Iterable[torch.optim.Optimizer] = ()) -> None:
+    def attach(self, optimizers: Iterable[torch.optim.Optimizer] = ()) -> List[str]:
         """Start applying G (hooks on the weights, or on the optimizers' steps).
 
-        Raises:
-            RuntimeError: another applier is attached to one of these weights.
+        Another applier attached to any of these weights (a scaler built
+        earlier on the same model, e.g. by a notebook cell run again) would
+        scale their gradients a second time: it is detached first, entirely
+        (through its ``release`` callback, so its owner drops its optimizer
+        hooks too). The newest attach wins.
+
+        Returns:
+            The names of this applier's weights taken over from another one.
         """
         self.detach()
+        taken, others = [], OrderedDict()
         for name, w in self.weights.items():
             other = _owner(w)
             if other is not None and other is not self:
-                raise RuntimeError(
-                    f'SGS is already applied to the weight of {name!r} by another '
-                    'SpatialGradScaler (two SGS hooks on one model?); its gradient would be '
-                    'scaled twice. Detach the other one first.')
+                taken.append(name)
+                others[id(other)] = other
+        for other in others.values():
+            other.release()
         if self.mode == 'grad':
             for name, w in self.weights.items():
                 self._handles.append(w.register_hook(self._grad_hook(name)))
@@ -94,6 +104,15 @@ class ScalingApplier:
             self.unowned = [n for n in self.weights if n not in owned]
         for w in self.weights.values():
             _ATTACHED[id(w)] = (weakref.ref(w), weakref.ref(self))
+        return taken
+
+    def release(self) -> None:
+        """Detach on behalf of another applier taking these weights over: the
+        owner's ``on_release`` (its full detach) when it is still alive."""
+        owner_detach = self.on_release() if self.on_release is not None else None
+        if owner_detach is not None:
+            owner_detach()
+        self.detach()
 
     def detach(self) -> None:
         for h in self._handles:

@@ -7,12 +7,38 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from .dependence_base import DependenceStats
+from .dependence_base import SUM, DependenceStats
 from .distributed import all_reduce_many
 from .geometry import Padding, as_batch, slid_input, zero_padding
 
 
 Sink = Callable[[torch.Tensor, Padding], None]
+
+
+def _oom_types() -> tuple:
+    types = []
+    for owner in (torch, torch.cuda):
+        t = getattr(owner, 'OutOfMemoryError', None)
+        if isinstance(t, type) and t not in types:
+            types.append(t)
+    return tuple(types)
+
+
+OOM_ERRORS = _oom_types()
+# how other allocators say it (CPU, MPS, older CUDA builds): a RuntimeError
+_OOM_TEXT = ('out of memory', "can't allocate memory", 'cannot allocate memory')
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """``error`` is a device or host allocation failure (``torch.OutOfMemoryError``,
+    ``torch.cuda.OutOfMemoryError``, or a RuntimeError / MemoryError saying so)."""
+    if isinstance(error, OOM_ERRORS + (MemoryError, )):
+        return True
+    return isinstance(error, RuntimeError) and any(t in str(error).lower() for t in _OOM_TEXT)
+
+
+class RefreshOutOfMemory(RuntimeError):
+    """A refresh pass ran out of memory (on this rank or another one)."""
 
 
 def _conv2d_call(args, kwargs):
@@ -146,15 +172,31 @@ def collect_dependence(layers: Dict[str, nn.Conv2d],
     """
     stats = OrderedDict((name, make_stats(name, conv)) for name, conv in layers.items())
     num_passes = max((s.num_passes for s in stats.values()), default=0)
+    # ranks that ran out of memory in this pass (SUM over ranks): every rank
+    # still takes part in the pass's all-reduce, then all of them give up
+    # together, so a distributed refresh never waits on a rank that left
+    failed = torch.zeros(1, dtype=torch.int64)
     for pass_idx in range(num_passes):
+        error = None
         with contextlib.ExitStack() as stack:
             for name, conv in layers.items():
                 acc = stats[name]
                 stack.enter_context(capture_inputs(
                     conv, lambda x, zeros, acc=acc, pass_idx=pass_idx: acc.update(
                         pass_idx, x, zeros)))
-            run_forward()
-        all_reduce_many([item for s in stats.values() for item in s.reductions(pass_idx)])
+            try:
+                run_forward()
+            except Exception as e:  # noqa: BLE001  only out-of-memory is caught
+                if not is_out_of_memory(e):
+                    raise
+                error = e
+        failed.fill_(0 if error is None else 1)
+        all_reduce_many([(failed, SUM)] +
+                        [item for s in stats.values() for item in s.reductions(pass_idx)])
+        if int(failed.item()) > 0:
+            raise RefreshOutOfMemory(
+                f'{type(error).__name__}: {error}' if error is not None else
+                'another rank ran out of memory')
         for s in stats.values():
             s.end_pass(pass_idx)
     return stats

@@ -5,8 +5,10 @@ The orchestration floor between the algorithm (estimators, G, application in
 applied, how a refresh runs the model, what is kept when an estimate fails,
 and the state saved in checkpoints. Torch only.
 """
+import gc
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ import torch.nn as nn
 
 from .apply import ScalingApplier
 from .autocorr import AutocorrStats
-from .collect import collect_dependence
+from .chunking import resolve_max_elems
+from .collect import RefreshOutOfMemory, collect_dependence
 from .distributed import broadcast_from_rank0, is_distributed
 from .geometry import PairGeometry
 from .layers import find_sgs_layers, unwrap_model
@@ -27,11 +30,107 @@ from .scaling import scaling_from_dependence
 from .static_scalings import reparam_scaling
 
 STATE_VERSION = 2
+# chunk sizes of a refresh and of its retries after running out of memory,
+# as divisors of the normal chunk (max_chunk_elems, or the device's default)
+OOM_RETRY_DIVISORS = (1, 8, 64)
+RETRY_MIN_ELEMS = 1 << 12
+
+
+def free_memory() -> None:
+    """Give back what a failed refresh held: Python garbage, then the CUDA
+    caching allocator's unused blocks (only where CUDA is in use)."""
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().split('\n')[0]
+    if isinstance(error, RefreshOutOfMemory):
+        return text
+    return f'{type(error).__name__}: {text}' if text else type(error).__name__
 Forward = Callable[[nn.Module, Any], Any]
 
 
 def _default_forward(model: nn.Module, batch) -> Any:
     return model(batch)
+
+
+# path segments wrappers add to module names: DDP / DataParallel ('module',
+# leading) and torch.compile ('_orig_mod', anywhere)
+_WRAPPER_SEGMENTS = ('module', '_orig_mod')
+
+
+def strip_wrappers(name: str) -> str:
+    """``name`` without the segments model wrappers add: every ``_orig_mod``
+    and the leading ``module`` segments (``module._orig_mod.conv1`` -> ``conv1``)."""
+    parts = [p for p in name.split('.') if p != '_orig_mod']
+    while parts and parts[0] == 'module':
+        parts = parts[1:]
+    return '.'.join(parts)
+
+
+def map_layer_names(saved: Sequence[str], kernels: Dict[str, tuple],
+                    saved_shapes: Dict[str, tuple]):
+    """Match saved layer names to a model's (``kernels``: name -> kernel size).
+
+    1. the same name;
+    2. the same name once wrapper segments are stripped (:func:`strip_wrappers`);
+    3. for the rest, one prefix added to or removed from every saved name
+       (``conv1`` <-> ``backbone.conv1``): the prefix that maps the most
+       remaining names onto layers with the saved G's kernel shape, if no
+       other prefix maps as many (a tie is ambiguous: nothing is mapped).
+
+    Every model layer gets at most one saved name.
+
+    Returns:
+        ``(mapping, ambiguous)``: saved name -> model name, and the saved
+        names left out because they fit more than one way.
+    """
+    mine = list(kernels)
+    mapping: Dict[str, str] = {s: s for s in saved if s in kernels}
+    taken = set(mapping.values())
+
+    def fits(s, m):
+        return m not in taken and kernels[m] == saved_shapes.get(s)
+
+    by_stripped: Dict[str, List[str]] = {}
+    for m in mine:
+        by_stripped.setdefault(strip_wrappers(m), []).append(m)
+    for s in saved:
+        if s in mapping:
+            continue
+        cands = [m for m in by_stripped.get(strip_wrappers(s), []) if fits(s, m)]
+        if len(cands) == 1:
+            mapping[s] = cands[0]
+            taken.add(cands[0])
+    rest = [s for s in saved if s not in mapping]
+    free = {strip_wrappers(m): m for m in mine if m not in taken}
+    votes: Dict[tuple, Dict[str, str]] = {}
+    for s in rest:
+        cs = strip_wrappers(s)
+        for cm, m in free.items():
+            if not fits(s, m):
+                continue
+            if cm.endswith('.' + cs):
+                votes.setdefault(('', cm[:-len(cs)]), {})[s] = m
+            elif cs.endswith('.' + cm):
+                votes.setdefault((cs[:-len(cm)], ''), {})[s] = m
+    ambiguous: List[str] = []
+    if votes:
+        best = max(len(v) for v in votes.values())
+        winners = [v for v in votes.values() if len(v) == best]
+        if len(winners) == 1 and len(set(winners[0].values())) == len(winners[0]):
+            mapping.update(winners[0])
+        else:
+            ambiguous = sorted({s for v in winners for s in v})
+    return mapping, ambiguous
+
+
+def _few(mapping: Dict[str, str], n: int = 3) -> str:
+    items = [f'{s!r} -> {m!r}' for s, m in list(mapping.items())[:n]]
+    more = f' and {len(mapping) - n} more' if len(mapping) > n else ''
+    return ', '.join(items) + more
 
 
 @dataclass
@@ -45,6 +144,9 @@ class RefreshReport:
         kept_nan: convs whose G would contain NaN (G kept).
         nonfinite: convs with NaN/Inf inputs (those channels ignored).
         seconds: wall time of the refresh.
+        failed: why the refresh gave up (out of memory after the retries with
+            smaller chunks); every layer kept its G and the refresh count
+            did not move. None when it succeeded.
     """
     refresh: int
     updated: 'OrderedDict[str, torch.Tensor]' = field(default_factory=OrderedDict)
@@ -52,6 +154,7 @@ class RefreshReport:
     kept_nan: List[str] = field(default_factory=list)
     nonfinite: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    failed: Optional[str] = None
 
 
 def as_batch_list(batches) -> list:
@@ -213,7 +316,14 @@ class SpatialGradScaler:
             optimizers = [optimizers]
         optimizers = list(optimizers or [])
         self.detach()
-        self.applier.attach(optimizers)
+        self.applier.on_release = weakref.WeakMethod(self.detach)
+        taken = self.applier.attach(optimizers)
+        if taken:
+            self.logger.warning(
+                f'SGS: another SpatialGradScaler was still attached to {taken} (built earlier '
+                'on this model, e.g. by a notebook cell run again, or a second SGS hook); it is '
+                'detached now and this one applies G to them, once. (Attaching the other one '
+                'again would take them back.)')
         if self.applier.unowned:
             self.logger.warning(f"SGS mode='update': no attached optimizer steps the weights "
                                 f'of {self.applier.unowned}; their updates are not scaled')
@@ -229,13 +339,16 @@ class SpatialGradScaler:
         self._step_handles = []
 
     # ---------------------------------------------------------------- refresh
-    def _make_stats(self, name: str, conv: nn.Conv2d):
+    def _make_stats(self, name: str, conv: nn.Conv2d, divisor: int = 1):
         geometry = PairGeometry.from_conv(conv, self.options.respect_dilation)
         device = conv.weight.device
+        max_elems = self.options.max_chunk_elems
+        if divisor > 1:  # a retry after running out of memory: smaller chunks
+            max_elems = max(RETRY_MIN_ELEMS, resolve_max_elems(max_elems, device) // divisor)
         if self.options.method == 'nmi':
-            return NMIStats(geometry, conv.in_channels, device, self.options.max_chunk_elems,
+            return NMIStats(geometry, conv.in_channels, device, max_elems,
                             diag_removal=self.options.diag_removal)
-        return AutocorrStats(geometry, conv.in_channels, device, self.options.max_chunk_elems)
+        return AutocorrStats(geometry, conv.in_channels, device, max_elems)
 
     def refresh(self, batches: Sequence, forward: Optional[Forward] = None,
                 fallback_forward: Optional[Forward] = None) -> RefreshReport:
@@ -269,24 +382,51 @@ class SpatialGradScaler:
         buffers = list(model.buffers()) if is_distributed() else []
         own_buffers = [b.detach().clone() for b in buffers]
 
-        def run(fwd, layers):
-            return collect_dependence(layers, self._make_stats,
+        def run(fwd, layers, divisor):
+            return collect_dependence(layers, lambda n, c: self._make_stats(n, c, divisor),
                                       lambda: [fwd(model, batch) for batch in batches])
+
+        stats = None
         try:
             model.eval()
             with torch.no_grad():
                 broadcast_from_rank0(buffers)
-                stats = run(forward, self.layers)
-                idle = OrderedDict((n, self.layers[n]) for n, acc in stats.items()
-                                   if int(acc.calls) == 0)
-                if idle and fallback_forward is not None:
-                    stats.update(run(fallback_forward, idle))
+                for attempt, divisor in enumerate(OOM_RETRY_DIVISORS):
+                    try:
+                        stats = run(forward, self.layers, divisor)
+                        idle = OrderedDict((n, self.layers[n]) for n, acc in stats.items()
+                                           if int(acc.calls) == 0)
+                        if idle and fallback_forward is not None:
+                            stats.update(run(fallback_forward, idle, divisor))
+                        break
+                    except RefreshOutOfMemory as e:
+                        stats = None
+                        free_memory()
+                        if attempt + 1 < len(OOM_RETRY_DIVISORS):
+                            self.logger.warning(
+                                f'SGS refresh #{self.num_refreshes + 1} ran out of memory '
+                                f'({_first_line(e)}); memory freed, retrying with chunks '
+                                f'{OOM_RETRY_DIVISORS[attempt + 1]}x smaller')
+                        else:
+                            report.failed = _first_line(e)
         finally:
             for m, training in flags:
                 m.training = training
             with torch.no_grad():
                 for b, own in zip(buffers, own_buffers):
                     b.copy_(own)
+        if stats is None:
+            report.seconds = time.perf_counter() - start
+            chunk = self.options.max_chunk_elems
+            self.logger.warning(
+                f'SGS refresh #{self.num_refreshes + 1} ran out of memory even with chunks '
+                f'{OOM_RETRY_DIVISORS[-1]}x smaller ({report.failed}); the previous G is kept '
+                'and training goes on. To refresh within less memory, set max_chunk_elems '
+                f'(pixel pairs processed at once; now {chunk if chunk else "from the device"}, '
+                f'e.g. max_chunk_elems={2**18} in SpatialGradScaler(...) or the '
+                'SpatialGradScalingHook config) and/or fewer or smaller refresh batches '
+                '(num_batches).')
+            return report
 
         per_layer = {}
         for name, acc in stats.items():
@@ -396,12 +536,21 @@ class SpatialGradScaler:
         return [f'{name}={saved[name]!r} (now {mine[name]!r})' for name in saved
                 if name in mine and saved[name] != mine[name]]
 
-    def load_state_dict(self, state: dict) -> bool:
+    def load_state_dict(self, state: dict) -> int:
         """Restore :meth:`state_dict` when it was saved with the same G-defining
         arguments; otherwise warn and keep the current (fresh) G.
 
+        Saved layer names are matched to this model's by name; names that
+        differ only by wrapper prefixes (``module.`` of DDP, ``_orig_mod.`` of
+        ``torch.compile``) or by one common prefix (``backbone.``: a state
+        saved on a backbone-only model, or the other way round) are mapped
+        when the mapping is unambiguous (see :func:`map_layer_names`). The
+        log says exactly how many layers got their G; the refresh count is
+        only taken over when at least one did.
+
         Returns:
-            Whether the state was restored.
+            int: the number of layers whose G was restored (0, falsy, when
+            none was: the state does not fit this model, nothing changed).
 
         Raises:
             ValueError: a saved G has another shape than its layer's kernel.
@@ -410,27 +559,45 @@ class SpatialGradScaler:
         if mismatch:
             self.logger.warning(f'SGS: the saved G was computed with {", ".join(mismatch)}; '
                                 'it is not restored, SGS starts afresh')
-            return False
-        scales = state.get('scales', {})
-        missing = [n for n in self.groups if n not in scales]
-        unknown = [n for n in scales if n not in self.groups]
+            return 0
+        scales = {n: torch.as_tensor(g) for n, g in (state.get('scales') or {}).items()}
+        kernels = {n: tuple(self.layers[n].kernel_size) for n in self.groups}
         for name, g in scales.items():
-            if name in self.groups:
-                g = torch.as_tensor(g)
-                kernel = tuple(self.layers[name].kernel_size)
-                if tuple(g.shape) != kernel:
-                    raise ValueError(f'SGS state for {name!r} has shape {tuple(g.shape)}, the '
-                                     f'layer a {kernel} kernel')
-                self.applier.set(name, g)
-        self.num_refreshes = int(state.get('num_refreshes', 0))
-        if missing or unknown:
-            self.logger.warning(f'SGS state: no saved G for {missing} (kept); saved G for '
-                                f'layers not in the model ignored: {unknown}')
+            if name in kernels and tuple(g.shape) != kernels[name]:
+                raise ValueError(f'SGS state for {name!r} has shape {tuple(g.shape)}, the '
+                                 f'layer a {kernels[name]} kernel')
+        mapping, ambiguous = map_layer_names(
+            list(scales), kernels, {n: tuple(g.shape) for n, g in scales.items()})
+        for saved, mine in mapping.items():
+            self.applier.set(mine, scales[saved])
+        restored = len(mapping)
+        missing = [n for n in self.groups if n not in mapping.values()]
+        unknown = [n for n in scales if n not in mapping]
+        saved_refreshes = int(state.get('num_refreshes', 0))
+        what = f'({self.options.method}, k={self.options.k})'
+        if not restored:
+            self.logger.warning(
+                f'SGS: the saved state holds G for none of this model\'s {len(self.groups)} '
+                f'layers (saved names look like {unknown[:3]}, the model\'s like '
+                f'{list(self.groups)[:3]}{"; ambiguous: " + str(ambiguous) if ambiguous else ""}'
+                '); nothing restored, SGS starts afresh')
+            return 0
+        self.num_refreshes = saved_refreshes
+        renamed = {s: m for s, m in mapping.items() if s != m}
         where = f'refresh #{self.num_refreshes}' if self.num_refreshes else 'constant G'
-        self.logger.info(f'SGS: restored G of {len(scales)} layers from {where} '
-                         f'({self.options.method}, k={self.options.k})')
+        count = (f'{restored} layers' if not missing else
+                 f'{restored} of {len(self.groups)} layers')
+        self.logger.info(f'SGS: restored G of {count} from {where} {what}'
+                         + (f'; saved under other names, mapped: {_few(renamed)}'
+                            if renamed else ''))
+        if missing or unknown:
+            self.logger.warning(
+                f'SGS state: no saved G for {missing} (they keep G = '
+                f'{"1" if self.options.dynamic else "their constant G"} until the next '
+                f'refresh); saved G for layers not in the model ignored: {unknown}'
+                + (f' (ambiguous: {ambiguous})' if ambiguous else ''))
         self._arm_check()
-        return True
+        return restored
 
     def summary(self, scales: Optional[Dict[str, torch.Tensor]] = None) -> str:
         """Every layer's G in one line: centre and [min, max] (of ``scales``,
