@@ -3,16 +3,25 @@ from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.psp_head import PPM, PSPHead
 from mmseg.registry import MODELS
 
+from .torch_default_init import TorchDefaultInitMixin, reset_to_torch_defaults
+
 
 @MODELS.register_module()
-class SemSegPSPHead(PSPHead):
-    """mmseg's ``PSPHead`` with the pyramid branches' width set apart.
+class SemSegPSPHead(TorchDefaultInitMixin, PSPHead):
+    """mmseg's ``PSPHead`` with the pyramid branches' width set apart and
+    PyTorch's default initialisation.
 
     SemSeg (hszhao/semseg ``model/pspnet.py``) gives each PPM branch
     ``fea_dim / len(bins)`` channels and its 3x3 ``cls`` conv ``512``
     outputs; mmseg's ``PSPHead`` uses ``channels`` for both. For ResNet-50
     (``fea_dim`` 2048) the two agree at 512; for the 512-channel ResNet-18/34
     SemSeg's rule gives 128-wide branches, which this head builds.
+
+    SemSeg builds ``ppm`` and ``cls`` from plain ``nn.Conv2d`` /
+    ``nn.BatchNorm2d`` and initialises none of them: every conv and norm here
+    keeps PyTorch's default init (``TorchDefaultInitMixin``), where mmseg
+    initialises ``ConvModule`` convs Kaiming-normal and ``conv_seg``
+    Normal(0, 0.01).
 
     Args:
         ppm_channels (int, optional): width of each pyramid branch; ``None``
@@ -32,3 +41,4 @@ class SemSegPSPHead(PSPHead):
         self.bottleneck = ConvModule(self.in_channels + len(pool_scales) * ppm_channels,
                                      self.channels, 3, padding=1, conv_cfg=self.conv_cfg,
                                      norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+        reset_to_torch_defaults(self)  # the PPM/bottleneck rebuilt above
