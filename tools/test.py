@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint of an mmpretrain, mmsegmentation or mmpose config
+"""Evaluate a checkpoint of an mmpretrain, mmsegmentation, mmpose or mmdetection config
 (dispatched by the config's ``default_scope``).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]

@@ -1,4 +1,4 @@
-"""Train a model of mmpretrain, mmsegmentation or mmpose (dispatched by the
+"""Train a model of mmpretrain, mmsegmentation, mmpose or mmdetection (dispatched by the
 config's ``default_scope``), with the OpenMMLab argument conventions.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]

@@ -13,6 +13,7 @@ SCOPES = {
     'mmpretrain': 'mmpretrain.utils',
     'mmseg': 'mmseg.utils',
     'mmpose': 'mmpose.utils',
+    'mmdet': 'mmdet.utils',
 }
 
 __all__ = [
