@@ -1,6 +1,7 @@
 """Every config in configs/ parses and every baseline config builds its
-model on CPU (no weight downloads; an SGS config is its baseline plus the
-hook, tests/test_paper_recipes.py); the SGS fragment is one _base_ line and
+model and its train/val/test data pipelines on CPU (no weight downloads; an
+SGS config is its baseline plus the hook, tests/test_paper_recipes.py); the
+SGS fragment is one _base_ line and
 --cfg-options can switch it; pretrain checkpoints load into PSPNet and
 SimpleBaseline backbones (OpenMMLab-standard and paper-recipe configs) with
 zero missing/unexpected keys; missing data errors name the path."""
@@ -57,7 +58,10 @@ def test_config_parses_and_builds(rel):
     cfg = _load(rel)
     assert cfg.default_scope in ('mmpretrain', 'mmseg', 'mmpose')
     bb = cfg.model.backbone
-    assert bb.type == 'ResNet'  # plain stem everywhere (see convert_backbone)
+    # plain stem everywhere (see convert_backbone); the paper PSPNet's
+    # FullyDilatedResNet is mmseg's ResNet with conv2 of BasicBlocks dilated
+    want = 'FullyDilatedResNet' if 'paper200e' in rel else 'ResNet'
+    assert bb.type == want
     if cfg.default_scope != 'mmpretrain':
         assert bb.init_cfg.type == 'StrictPretrained'
         assert bb.init_cfg.prefix == 'backbone.'
@@ -69,6 +73,21 @@ def test_config_parses_and_builds(rel):
                for h in cfg.get('custom_hooks', []))
     model = _build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 1e6
+    for split in ('train', 'val', 'test'):
+        steps = _build_pipeline(cfg, split)
+        assert [type(t).__name__.split('.')[-1] for t in steps] == [
+            t['type'].split('.')[-1]
+            for t in cfg[f'{split}_dataloader'].dataset.pipeline]
+
+
+def _build_pipeline(cfg, split):
+    """The split's transforms, built in the config's scope (real classes)."""
+    import importlib
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+    importlib.import_module(f'{cfg.default_scope}.datasets')
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return Compose(cfg[f'{split}_dataloader'].dataset.pipeline).transforms
 
 
 def test_sgs_fragment_is_one_base_line_and_switchable(tmp_path):

@@ -75,6 +75,9 @@ PRETRAIN_TABLE = [
     ('param_scheduler.convert_to_iter_based', True,
      'authors resnet.yaml decay_by_epoch: false'),
     ('randomness.seed', 42, 'authors resnet.yaml seed'),
+    ('model.backbone.zero_init_residual', False,
+     'image_classification_sota lib/models/resnet.py default'),
+    ('model.head.init_cfg', None, 'torchvision: nn.Linear default init'),
 ]
 
 
@@ -97,6 +100,46 @@ def test_pretrain_paper_recipe_values(depth):
     assert 'hue' not in jitter
     assert _pipe(cfg)['RandomResizedCrop'].scale == 224
     assert _pipe(cfg, 'test')['CenterCrop'].crop_size == 224
+    # lib/dataset: PIL decoding (convert('RGB')) and PIL bilinear resizes
+    for split in ('train', 'val', 'test'):
+        load = _pipe(cfg, split)['LoadImageFromFile']
+        assert (load.imdecode_backend, load.color_type) == \
+            ('pillow', 'color_ignore_orientation')
+    for split, step in (('train', 'RandomResizedCrop'), ('val', 'ResizeEdge'),
+                        ('test', 'ResizeEdge')):
+        t = _pipe(cfg, split)[step]
+        assert (t.backend, t.get('interpolation', 'bilinear')) == \
+            ('pillow', 'bilinear'), (split, step)
+    assert (_pipe(cfg, 'test')['ResizeEdge'].scale,
+            _pipe(cfg, 'test')['ResizeEdge'].edge) == (256, 'short')
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_pretrain_paper_init_is_torchvision_default(depth):
+    """After init_weights (as the Runner does): the last BN of every block
+    starts at weight 1 (zero_init_residual=False) and the fc has PyTorch's
+    nn.Linear default (uniform within +-1/sqrt(fan_in), nonzero bias)."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = _cfg(paper_pretrain(depth))
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    last_bns = [m.norm3 if hasattr(m, 'norm3') else m.norm2
+                for m in model.backbone.modules()
+                if type(m).__name__ in ('BasicBlock', 'Bottleneck')]
+    assert last_bns and all(torch.all(bn.weight == 1) for bn in last_bns)
+    fc = model.head.fc
+    bound = 1 / math.sqrt(fc.in_features)
+    assert fc.weight.abs().max() <= bound and fc.bias.abs().max() <= bound
+    assert fc.weight.std().item() == pytest.approx(bound / math.sqrt(3),
+                                                   rel=0.02)  # not 0.01
+    assert fc.bias.abs().sum() > 0
+    conv = model.backbone.layer1[0].conv1  # Kaiming normal, fan_out
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert conv.weight.std().item() == pytest.approx(
+        math.sqrt(2 / fan_out), rel=0.1)
 
 
 def test_pretrain_paper_optimizer_groups():
@@ -146,6 +189,13 @@ PSPNET_TABLE = [
     ('model.decode_head.loss_decode.avg_non_ignore', True,
      'train.py CrossEntropyLoss(ignore_index=255)'),
     ('model.decode_head.align_corners', True, 'model/pspnet.py'),
+    ('model.type', 'SoftmaxSlideEncoderDecoder',
+     'test.py net_process softmax, scale_process averaging'),
+    ('model.test_cfg.window_flip', True, 'test.py net_process flip'),
+    ('model.backbone.type', 'FullyDilatedResNet',
+     'model/pspnet.py every 3x3 conv of layer3/4 dilated'),
+    ('model.auxiliary_head.type', 'TorchDefaultInitFCNHead',
+     'model/pspnet.py aux: PyTorch default init'),
     ('model.backbone.contract_dilation', False, 'model/pspnet.py'),
     ('model.backbone.dilations', (1, 1, 2, 4), 'model/pspnet.py'),
     ('model.backbone.norm_cfg.type', 'SyncBN', 'yaml sync_bn'),
@@ -186,9 +236,9 @@ def test_pspnet_paper_recipe_values(depth):
     feats = [torch.randn(1, 8, 12, 12)] * 2 + [torch.randn(1, c4, 12, 12), torch.randn(1, c5, 12, 12)]
     out = head(feats)
     assert out.shape == (1, 19, 12, 12)
-    sched, = cfg.param_scheduler  # poly 0.9 per iteration, down to 0
+    sched, = cfg.param_scheduler  # poly 0.9 per iteration, SemSeg's end
     assert (sched.type, sched.power, sched.eta_min, sched.end,
-            sched.by_epoch) == ('PolyLR', 0.9, 0.0, 37200, False)
+            sched.by_epoch) == ('PolyLR', 0.9, 0.0, 37200 + 1, False)
     pipe = _pipe(cfg)
     assert tuple(pipe['RandomResize'].ratio_range) == (0.5, 2.0)
     assert (pipe['RandomRotate'].degree, pipe['RandomRotate'].prob,
@@ -197,11 +247,15 @@ def test_pspnet_paper_recipe_values(depth):
     assert pipe['RandomFlip'].prob == 0.5
     assert tuple(pipe['RandomCrop'].crop_size) == (713, 713)
     assert pipe['RandomCrop'].cat_max_ratio == 1.0
+    pad = pipe['CentredPad']  # util/transform.py Crop(padding=mean)
+    assert (tuple(pad.size), tuple(pad.pad_val), pad.seg_pad_val) == \
+        ((713, 713), (103.53, 116.28, 123.675), 255)
     assert 'PhotoMetricDistortion' not in pipe  # not in SemSeg
     order = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
     assert order.index('RandomResize') < order.index('RandomRotate') < \
         order.index('mmpretrain.GaussianBlur') < order.index('RandomFlip') < \
         order.index('RandomCrop')  # util/transform.Compose order in train.py
+    assert order.index('CentredPad') + 1 == order.index('RandomCrop')
     assert tuple(_pipe(cfg, 'test')['Resize'].scale) == (2048, 1024)
 
 
@@ -240,9 +294,33 @@ def test_pspnet_paper_heads_get_ten_times_the_lr():
             lr[names[id(p)].split('.')[0]] = g['lr']
     assert lr == {'backbone': 0.01, 'decode_head': 0.1,
                   'auxiliary_head': 0.1}
-    # SemSeg dilates every 3x3 conv of layer3/4 (no contraction)
-    assert model.backbone.layer3[0].conv1.dilation == (2, 2)
-    assert model.backbone.layer4[0].conv1.dilation == (4, 4)
+    # every 3x3 conv of layer3/4 dilated (no contraction), conv2 included
+    for layer, d in ((model.backbone.layer3, 2), (model.backbone.layer4, 4)):
+        for block in layer:
+            assert block.conv1.dilation == block.conv2.dilation == (d, d)
+            assert block.conv2.padding == (d, d)
+
+
+def test_pspnet_paper_poly_schedule_is_semseg_formula():
+    """util.poly_learning_rate, set after every iteration: iteration i
+    (0-based) runs at base_lr * (1 - i / max_iter) ** 0.9, the x10 groups
+    alike; built by mmengine from the config on a real optimizer."""
+    from mmengine.registry import PARAM_SCHEDULERS
+    cfg = _cfg(paper_pspnet(18))
+    max_iter = cfg.train_cfg.max_iters
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(
+        torch.zeros(1))
+    opt = torch.optim.SGD([dict(params=[a], lr=0.01),
+                           dict(params=[b], lr=0.1)], lr=0.01, momentum=0.9)
+    sched = PARAM_SCHEDULERS.build(dict(cfg.param_scheduler[0],
+                                        optimizer=opt))
+    for i in range(max_iter):
+        want = (1 - i / max_iter) ** 0.9
+        lrs = [g['lr'] for g in opt.param_groups]
+        assert lrs == pytest.approx([0.01 * want, 0.1 * want], rel=1e-6,
+                                    abs=1e-12), i
+        sched.step()
+    assert lrs[0] > 0  # the last iteration's lr is not 0 (mmengine's end - 1)
 
 
 # ------------------------------------------------------------ SimpleBaseline
@@ -261,7 +339,13 @@ POSE_TABLE = [
     ('model.head.loss.use_target_weight', False, 'train.py MSELoss'),
     ('model.test_cfg.flip_test', True, 'train.py val flip'),
     ('model.test_cfg.shift_heatmap', False, 'train.py val flip'),
-    ('val_evaluator.type', 'MpiiPCKAccuracy', 'eval_PCKh.py'),
+    ('val_evaluator.type', 'MpiiPCKhMeans',
+     'eval_PCKh.py Mean + the MPII weighted total'),
+    ('test_evaluator.type', 'MpiiPCKhMeans', 'eval_PCKh.py'),
+    ('model.data_preprocessor.mean',
+     (0.485 * 256, 0.456 * 256, 0.406 * 256), 'mpii.py img / 256'),
+    ('model.data_preprocessor.std',
+     (0.229 * 256, 0.224 * 256, 0.225 * 256), 'mpii.py img / 256'),
 ]
 
 
@@ -275,10 +359,19 @@ def test_pose_paper_recipe_values(depth):
     sched, = cfg.param_scheduler  # no warm-up, steps at 90 and 120
     assert (sched.type, tuple(sched.milestones), sched.gamma, sched.end) == \
         ('MultiStepLR', (90, 120), 0.1, 140)
-    aug = _pipe(cfg)['RandomBBoxTransform']
-    assert (tuple(aug.scale_factor), aug.scale_prob, aug.rotate_factor,
-            aug.rotate_prob, aug.shift_prob) == ((0.75, 1.25), 1.0, 60.0,
-                                                 0.6, 0)
+    aug = _pipe(cfg)['ClippedNormalBBoxTransform']  # mpii.py, opts
+    assert (aug.scale_std, tuple(aug.scale_range), aug.rotate_std,
+            tuple(aug.rotate_range), aug.rotate_prob) == \
+        (0.25, (0.75, 1.25), 30.0, (-60.0, 60.0), 0.6)
+    assert 'RandomBBoxTransform' not in _pipe(cfg)
+    # mpii.py: s = min(s, max(img.shape)) after the scale draw, and in test
+    for split, after in (('train', 'ClippedNormalBBoxTransform'),
+                         ('val', 'GetBBoxCenterScale'),
+                         ('test', 'GetBBoxCenterScale')):
+        order = [t['type'] for t in
+                 cfg[f'{split}_dataloader']['dataset']['pipeline']]
+        assert order.index('ClampBBoxScaleToImage') == \
+            order.index(after) + 1 == order.index('TopdownAffine') - 1
     assert _pipe(cfg)['RandomFlip'].prob == 0.5  # opts flip
     assert cfg.model.backbone.depth == depth
     assert cfg.model.head.in_channels == (2048 if depth == 50 else 512)
@@ -288,13 +381,15 @@ def test_pose_paper_recipe_values(depth):
 IMAGENET_SGS = dict(method='nmi', k=5, interval=5, warmup=1, unit='epoch',
                     num_batches=2, diag_removal=True, mode='grad')
 DOWNSTREAM_SGS = dict(IMAGENET_SGS, diag_removal=False)
+# the paper configs state both open choices (one line each)
+PAPER_DOWNSTREAM_SGS = dict(DOWNSTREAM_SGS, respect_dilation=True)
 SGS_TABLE = [(_sgs(paper_pretrain(d)), IMAGENET_SGS) for d in DEPTHS] + \
     [(f'pretrain/resnet{d}_8xb32_in1k_sgs.py', IMAGENET_SGS)
      for d in DEPTHS] + \
-    [(_sgs(paper_pspnet(d)), DOWNSTREAM_SGS) for d in DEPTHS] + \
+    [(_sgs(paper_pspnet(d)), PAPER_DOWNSTREAM_SGS) for d in DEPTHS] + \
     [(f'pspnet/pspnet_r{d}-d8_4xb2-80k_cityscapes-512x1024_sgs.py',
       DOWNSTREAM_SGS) for d in DEPTHS] + \
-    [(_sgs(paper_pose(d)), DOWNSTREAM_SGS) for d in DEPTHS] + \
+    [(_sgs(paper_pose(d)), PAPER_DOWNSTREAM_SGS) for d in DEPTHS] + \
     [(f'simplebaseline/td-hm_res{d}_8xb64-210e_mpii-256x256_sgs.py',
       DOWNSTREAM_SGS) for d in DEPTHS]
 
@@ -399,6 +494,46 @@ def test_pipeline_spec_chains_the_paper_recipes(depth):
             ckpt = _cfg(rel).model.backbone.init_cfg.checkpoint
             assert ckpt == (f'work_dirs/{Path(up).stem}/'
                             f'epoch_{epochs}.pth'), (name, ckpt)
+
+
+
+@pytest.mark.parametrize('depth', DEPTHS)
+def test_pipeline_diag_removal_column_is_one_stage_more(depth):
+    """paper_rD_diag_removal.py = paper_rD.py (same work_root, so finished
+    stages are reused) + PSPNet with SGS and diag_removal=True from the SGS
+    pretrain, shown as its own Table 7 variant."""
+    from mmengine.config import Config
+    from mmengine.registry import HOOKS
+    import sgs_mm  # noqa: F401
+    from sgs_mm.launch.pipeline import load_spec, stage_commands
+    base = load_spec(str(CONFIGS / 'pipeline' / f'paper_r{depth}.py'))
+    spec = load_spec(str(CONFIGS / 'pipeline' /
+                         f'paper_r{depth}_diag_removal.py'))
+    assert spec['work_root'] == base['work_root']
+    assert spec['stages'][:-1] == base['stages']
+    extra = spec['stages'][-1]
+    assert extra['config'] == f'configs/{_sgs(paper_pspnet(depth))}'
+    assert extra['init_from'] == f'pretrain_r{depth}_sgs'
+    assert extra['table'] == dict(model=f'PSPNet-{depth}',
+                                  variant='SGS diag_removal')
+    train, _ = stage_commands(extra, 'wd', 'ckpt.pth')
+    opts = train[train.index('--cfg-options') + 1:]
+    assert 'custom_hooks.0.diag_removal=True' in opts
+    cfg = Config.fromfile(str(CONFIGS / _sgs(paper_pspnet(depth))))
+    cfg.merge_from_dict(extra['cfg_options'])
+    hook = HOOKS.build(dict(cfg.custom_hooks[0]))
+    assert hook.options.diag_removal is True
+    assert hook.options.respect_dilation is True
+
+
+@pytest.mark.parametrize('rel', [_sgs(f(d)) for f in (paper_pspnet,
+                                                      paper_pose)
+                                 for d in DEPTHS])
+def test_open_sgs_choices_are_one_line_each(rel):
+    """diag_removal and respect_dilation: one line each in the SGS block."""
+    lines = (CONFIGS / rel).read_text().splitlines()
+    for arg in ('diag_removal=False', 'respect_dilation=True'):
+        assert sum(line.strip().startswith(arg) for line in lines) == 1, arg
 
 
 # ----------------------------------------------------------- config headers

@@ -16,11 +16,29 @@
 # layout): its `backbone.*` weights load unchanged into mmseg's and mmpose's
 # ResNet (configs/pspnet, configs/simplebaseline).
 _base_ = ['./resnet18_8xb32_in1k.py']
+model = dict(
+    backbone=dict(
+        # authors: lib/models/resnet.py (torchvision's ResNet)
+        # zero_init_residual=False: the last BN of each block starts at 1
+        # (mmpretrain's default True starts it at 0); convs Kaiming-normal
+        # fan_out and BN 1/0 are mmpretrain's default init_cfg, the same
+        zero_init_residual=False),
+    # authors: the fc keeps PyTorch's nn.Linear default init (torchvision
+    # initialises only convs and BNs); mmpretrain's LinearClsHead would
+    # draw it from Normal(0, 0.01)
+    head=dict(init_cfg=None))
+# authors: lib/dataset/dataset.py reads every image with
+# PIL Image.open(...).convert('RGB') (no EXIF rotation) and every resize is
+# PIL bilinear: mmcv's pillow decoder with 'color_ignore_orientation' and
+# mmpretrain's backend='pillow' (OpenCV otherwise)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', imdecode_backend='pillow',
+         color_type='color_ignore_orientation'),
     # authors: lib/dataset/transform.py RandomResizedCropAndInterpolation(224,
-    # bilinear) = scale (0.08, 1), ratio (3/4, 4/3), mmpretrain's defaults
-    dict(type='RandomResizedCrop', scale=224),
+    # bilinear) = scale (0.08, 1), ratio (3/4, 4/3), mmpretrain's defaults;
+    # PIL bilinear resize of the crop
+    dict(type='RandomResizedCrop', scale=224, interpolation='bilinear',
+         backend='pillow'),
     # authors: transforms.RandomHorizontalFlip() (p=0.5)
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     # paper: "color jitter"; strength from authors: resnet.yaml
@@ -29,8 +47,19 @@ train_pipeline = [
     dict(type='ColorJitter', brightness=0.06, contrast=0.06, saturation=0.06),
     dict(type='PackInputs'),
 ]
-# test: authors' build_val_transforms = Resize(256) + CenterCrop(224), the same
-# as mmpretrain's test_pipeline inherited from the standard config.
+# test: authors' build_val_transforms = Resize(256, PIL bilinear) +
+# CenterCrop(224): mmpretrain's ResizeEdge (short side 256, the long side
+# truncated to int as torchvision) with the pillow backend + CenterCrop
+test_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow',
+         color_type='color_ignore_orientation'),
+    dict(type='ResizeEdge', scale=256, edge='short', interpolation='bilinear',
+         backend='pillow'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 train_dataloader = dict(
     # paper: batch 256 = 8 GPUs x 32 (authors: tools/train.py divides
     # `batch_size: 256` by the world size; README runs 8 GPUs)

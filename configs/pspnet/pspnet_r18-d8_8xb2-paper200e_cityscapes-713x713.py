@@ -8,14 +8,19 @@
 # SemSeg ships PSPNet-50/101 only; ResNet-18/34 (paper: "PSPNet is composed of
 # a ResNet-18/34/50 backbone") keep every setting and change the backbone.
 # Where mmseg cannot express SemSeg exactly, the comment says what differs
-# (README "Reproducing the paper" lists these).
+# (docs/paper.md lists these). SemSeg's behaviour that mmseg lacks comes from
+# sgs_mm: FullyDilatedResNet, SemSegPSPHead, TorchDefaultInitFCNHead,
+# SoftmaxSlideEncoderDecoder (sgs_mm.models), CentredPad
+# (sgs_mm.transforms.centred_pad).
 _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py',
     'mmseg::_base_/datasets/cityscapes.py',
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(
-    imports=['sgs_mm', 'sgs_mm.checkpoint', 'sgs_mm.models'], allow_failed_imports=False)
+    imports=['sgs_mm', 'sgs_mm.checkpoint', 'sgs_mm.models',
+             'sgs_mm.transforms.centred_pad'],
+    allow_failed_imports=False)
 
 # ---------------------------------------------------------------- schedule
 # yaml: epochs 200, batch_size 16 over train_gpu [0..7] (8 GPUs x 2),
@@ -25,7 +30,8 @@ custom_imports = dict(
 # loop counts iterations (InfiniteSampler), so 200 epochs = 37200 iterations
 # at 8 GPUs x 2 images (37200 x 16 = 595200 images = 200.07 passes over the
 # 2975 train images). With another GPU count or batch keep the product:
-# max_iters = ceil(200 * 2975 / (gpus x batch)) and the same `end` below.
+# max_iters = ceil(200 * 2975 / (gpus x batch)) (the scheduler's `end`
+# below follows it).
 epochs = 200
 max_iters = 37200
 # no validation during training in SemSeg (yaml: evaluate False); here every
@@ -38,8 +44,10 @@ crop_size = (713, 713)  # yaml: train_h 713, train_w 713
 # ------------------------------------------------------------------- model
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # yaml: sync_bn True
 model = dict(
-    # pads each training crop to 713x713 with 0 after normalisation (= the
-    # mean colour, tf.Crop pads with `mean`) and the label with 255
+    # test: tool/test.py scale_process/net_process, see test_cfg below
+    type='SoftmaxSlideEncoderDecoder',
+    # training crops are already 713x713 (CentredPad + RandomCrop below), so
+    # this pads nothing; it only guards the batch stacking
     data_preprocessor=dict(size=crop_size),
     pretrained=None,
     backbone=dict(
@@ -47,10 +55,16 @@ model = dict(
         # (SemSeg's model/resnet.py uses a deep stem, which the authors'
         # ImageNet ResNets do not have); backbone.* loads 1:1 from the
         # pretrain checkpoint (tools/pipeline.py passes the final one)
-        type='ResNet',
+        # FullyDilatedResNet = mmseg's ResNet with conv2 of every dilated
+        # BasicBlock dilated too (mmseg dilates only conv1); for ResNet-50
+        # (Bottleneck: one 3x3 conv per block) it is mmseg's ResNet. model:
+        # layer3/layer4 have stride 1 and every 3x3 conv dilated 2/4 (the
+        # `conv2` of each Bottleneck, the only 3x3 conv there); SemSeg ships
+        # no ResNet-18/34, whose D8 form dilates both 3x3 convs of each
+        # BasicBlock (docs/paper.md: receptive field of a D8 network)
+        type='FullyDilatedResNet',
         depth=18,
         norm_cfg=norm_cfg,
-        # model: layer3/layer4 every 3x3 conv dilated 2/4 with stride 1,
         # including each stage's first block -> no contraction
         dilations=(1, 1, 2, 4),
         strides=(1, 2, 1, 1),
@@ -64,7 +78,9 @@ model = dict(
         # (reduction_dim: 128 for the 512-channel ResNet-18/34, 512 for
         # ResNet-50), cls = 3x3 conv to 512 + BN + ReLU + Dropout2d(0.1) +
         # 1x1 conv. mmseg's PSPHead uses one width for both; SemSegPSPHead
-        # (sgs_mm.models) sets the branch width apart, by SemSeg's rule.
+        # (sgs_mm.models) sets the branch width apart, by SemSeg's rule, and
+        # keeps PyTorch's default init for every conv/BN (SemSeg initialises
+        # none of ppm/cls; mmseg would use Kaiming and Normal(0.01))
         type='SemSegPSPHead',
         in_channels=512,
         ppm_channels=None,  # in_channels // len(pool_scales)
@@ -80,7 +96,8 @@ model = dict(
             avg_non_ignore=True)),
     auxiliary_head=dict(
         # model: aux = 3x3 conv on layer3 to 256 + BN + ReLU + Dropout2d(0.1)
-        # + 1x1 conv; yaml: aux_weight 0.4
+        # + 1x1 conv; yaml: aux_weight 0.4. PyTorch default init, as SemSeg
+        type='TorchDefaultInitFCNHead',
         in_channels=256,
         in_index=2,
         channels=256,
@@ -94,11 +111,13 @@ model = dict(
             avg_non_ignore=True)),
     # test: single scale (yaml scales [1.0], base_size 2048 = Cityscapes'
     # own size), sliding 713x713 windows with stride ceil(713 * 2/3) = 476
-    # (scale_process stride_rate 2/3). SemSeg's net_process also averages
-    # each window's softmax with its horizontal flip; mmseg's slide mode has
-    # no flip (mmseg's `--tta` with tta_pipeline below adds a whole-image
-    # flip; tools/test.py does not run TTA).
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(476, 476)))
+    # (scale_process stride_rate 2/3; an image smaller than a window is
+    # padded centred with the mean). net_process: softmax of each window,
+    # averaged with the softmax of its horizontal flip (window_flip); the
+    # overlapping windows' probabilities are averaged
+    # (SoftmaxSlideEncoderDecoder; mmseg averages raw scores, without flip)
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(476, 476),
+                  window_flip=True))
 
 # -------------------------------------------------------------------- data
 # train (transform.Compose): RandScale([0.5, 2.0]) -> RandRotate([-10, 10],
@@ -121,8 +140,13 @@ train_pipeline = [
     # standard deviation 1.1, not truncated at 5x5) on the image only
     dict(type='mmpretrain.GaussianBlur', radius=1.1, prob=0.5),
     dict(type='RandomFlip', prob=0.5),  # tf.RandomHorizontalFlip p=0.5
-    # tf.Crop crop_type='rand' (no class-ratio check: cat_max_ratio 1);
-    # smaller images are padded by the data_preprocessor (see above)
+    # tf.Crop(crop_type='rand', padding=mean): a side shorter than 713 is
+    # first padded centred (int(pad / 2) before, the rest after), the image
+    # with the mean colour (BGR, rounded to uint8 grey levels) and the label
+    # with 255; then a uniformly placed 713x713 crop (no class-ratio check:
+    # cat_max_ratio 1)
+    dict(type='CentredPad', size=crop_size,
+         pad_val=(103.53, 116.28, 123.675), seg_pad_val=255),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='PackSegInputs')
 ]
@@ -132,18 +156,17 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
-# test: scales [1.0], flip in net_process (for mmseg's own tools/test.py
-# --tta; the default test above is the slide test without flip)
+# test: scales [1.0]; the flip is per window inside the model (window_flip
+# above), so mmseg's `tools/test.py --tta` (not run by tools/test.py here)
+# gets one scale without a whole-image flip instead of mmseg's multi-scale
+# Cityscapes default
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
         type='TestTimeAug',
         transforms=[
             [dict(type='Resize', scale=(2048, 1024), keep_ratio=True)],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ], [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]
+            [dict(type='LoadAnnotations')], [dict(type='PackSegInputs')]
         ])
 ]
 train_dataloader = dict(
@@ -170,10 +193,13 @@ optim_wrapper = dict(
             'auxiliary_head': dict(lr_mult=10.0)
         }),
     clip_grad=None)
-# train/util.poly_learning_rate: lr = base_lr * (1 - iter / max_iter) ** 0.9
-# (yaml power 0.9) after every iteration, down to 0; the x10 groups follow
+# train/util.poly_learning_rate: iteration i (0-based) runs at
+# lr = base_lr * (1 - i / max_iter) ** 0.9 (yaml power 0.9; the last one at
+# base_lr * (1 / max_iter) ** 0.9, not 0); the x10 groups follow. mmengine's
+# PolyLR runs iteration i at (1 - i / (end - begin - 1)) ** power, so
+# end = max_iters + 1 gives SemSeg's denominator max_iter
 param_scheduler = [
-    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters,
+    dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters + 1,
          by_epoch=False)
 ]
 train_cfg = dict(

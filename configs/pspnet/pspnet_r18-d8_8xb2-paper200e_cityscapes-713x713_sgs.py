@@ -9,9 +9,15 @@
 # from 2 batches per GPU after a 1-epoch warm-up, counted in epochs
 # (unit='epoch': the hook converts with the run's real iterations per epoch,
 # 186 at 8 GPUs x 2, so another GPU count keeps the meaning).
-# diag_removal=False: the paper removes near values "on ImageNet" only
-# (Sec. 3.3); only the authors' ImageNet yaml sets sgs_diagonal_removal.
-# Switch off: --cfg-options custom_hooks.0.enabled=False.
+# Open choices (no upstream SGS code for segmentation or pose exists):
+#   diag_removal=False: the paper removes near values "on ImageNet" only
+#     (Sec. 3.3; only the authors' ImageNet yaml sets sgs_diagonal_removal),
+#     motivated by high-resolution inputs, which arguably applies to
+#     Cityscapes too: True is the ImageNet variant;
+#   respect_dilation=True: a conv's input pairs are taken at the conv's
+#     dilation, the pixels its taps see (sgs_mm, SGS_SPEC.md 2.2); False
+#     pairs neighbours 1 px apart like the reference code.
+# Switch SGS off: --cfg-options custom_hooks.0.enabled=False.
 _base_ = ['./pspnet_r18-d8_8xb2-paper200e_cityscapes-713x713.py']
 model = dict(
     backbone=dict(
@@ -20,6 +26,8 @@ model = dict(
             'epoch_120.pth')))
 custom_hooks = [
     dict(type='SpatialGradScalingHook', method='nmi', k=5, interval=5,
-         warmup=1, unit='epoch', num_batches=2, diag_removal=False,
-         mode='grad', enabled=True)
+         warmup=1, unit='epoch', num_batches=2, mode='grad', enabled=True,
+         # open choices (see above; or --cfg-options custom_hooks.0.<name>=)
+         diag_removal=False,     # True: ImageNet's "remove near values"
+         respect_dilation=True)  # False: pairs 1 px apart, like the reference
 ]

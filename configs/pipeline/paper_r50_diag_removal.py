@@ -1,0 +1,16 @@
+# ./paper_r50.py plus one stage: PSPNet-R50-D8 with SGS and
+# diag_removal=True (the ImageNet "remove near values" NMI, Sec. 3.3), an
+# open choice downstream (docs/paper.md, "SGS settings per stage"). It shares
+# paper_r50's work_root, so finished stages are skipped and only the new
+# stage runs (from pretrain_r50_sgs's final checkpoint); the Table 7 style
+# table then gets an "SGS diag_removal" column next to Baseline and SGS.
+#   python tools/pipeline.py configs/pipeline/paper_r50_diag_removal.py --launcher pytorch [--seeds 3]
+_base_ = ['./paper_r50.py']
+stages = _base_.stages + [
+    dict(name='pspnet_r50_sgs_diag_removal',
+         config='configs/pspnet/'
+         'pspnet_r50-d8_8xb2-paper200e_cityscapes-713x713_sgs.py',
+         init_from='pretrain_r50_sgs', nproc=8,
+         cfg_options={'custom_hooks.0.diag_removal': True},
+         table=dict(model='PSPNet-50', variant='SGS diag_removal')),
+]
