@@ -17,6 +17,11 @@
 # (40) lines are printed with its path, and the exit status is 1.
 # Called by tools/setup_env.sh; MAX_JOBS sets the compile parallelism (2),
 # SGS_BUILD_HEARTBEAT_S the heartbeat's period in seconds (60).
+# MMCV_CUDA=1 also compiles the CUDA kernels (FORCE_CUDA=1) for
+# TORCH_CUDA_ARCH_LIST (default: the visible GPUs' compute capability). By
+# default only the CPU ops are built and the GPUs are hidden from the build
+# (CUDA_VISIBLE_DEVICES=): mmcv's setup.py adds the CUDA kernels whenever torch
+# sees a GPU.
 set -euo pipefail
 
 log() { printf '[build_mmcv %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -98,8 +103,24 @@ cflags="${CFLAGS:-$pyflags}${extra:+ $extra}"
 cxxflags="${CXXFLAGS:-${CFLAGS:-$pyflags}}${extra:+ $extra}"
 log "compile flags: $cflags"
 
+if [[ ${MMCV_CUDA:-0} == 1 ]]; then
+  if [[ -z ${TORCH_CUDA_ARCH_LIST:-} ]]; then
+    TORCH_CUDA_ARCH_LIST=$("$PYBIN" -c 'import torch
+assert torch.cuda.is_available(), "no GPU visible to torch"
+print(";".join(sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})))' 2>&1) \
+      || fail "MMCV_CUDA=1 needs a visible GPU or TORCH_CUDA_ARCH_LIST: $TORCH_CUDA_ARCH_LIST"
+  fi
+  command -v nvcc >/dev/null || [[ -x ${CUDA_HOME:-/nonexistent}/bin/nvcc ]] \
+    || fail "MMCV_CUDA=1 needs nvcc (on PATH or in \$CUDA_HOME/bin)"
+  cuda_env=(FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$TORCH_CUDA_ARCH_LIST")
+  log "CUDA kernels for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+else
+  cuda_env=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
+  log "CPU ops only (GPUs hidden from the build; MMCV_CUDA=1 adds the CUDA kernels)"
+fi
+
 status=0
-( cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} CFLAGS="$cflags" CXXFLAGS="$cxxflags" \
+( cd "$src" && env "${cuda_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} CFLAGS="$cflags" CXXFLAGS="$cxxflags" \
     "$PYBIN" -m pip wheel --no-build-isolation --no-deps -v . -w "$WHEEL_DIR" ) 2>&1 \
   | tee -a "$LOG_FILE" \
   | { grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Created wheel' || true; } \
