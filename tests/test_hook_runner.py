@@ -74,7 +74,8 @@ def test_epoch_schedule_history_and_layers(tmp_path):
 
 
 def test_iter_schedule_and_warmup_zero(tmp_path):
-    hook = dict(type='SpatialGradScalingHook', warmup=0, interval=5, num_batches=1)
+    hook = dict(type='SpatialGradScalingHook', warmup=0, interval=5, num_batches=1,
+                unit='iter')  # iterations only when asked (epochs by default)
     runner = make_runner(tmp_path, hook=hook, by_epoch=False, max_iters=12)
     runner.train()
     assert sgs_hook(runner).by_epoch is False

@@ -9,7 +9,11 @@ refresh::
     {"refresh": 1, "epoch": 1, "iter": 8, "layers": {"conv1": [[...], ...], ...}}
 
 Appending a refresh writes one line (O(1), whatever the length of the run).
-A line cut short by a crash is ignored when read. Version 1
+A line cut short by a crash is ignored when read. When a write fails (a full
+disk, a network file system error) the writer cuts the file back to its last
+complete line, appends a marker ``{"incomplete": "<reason>", "after_refresh": n}``
+where it can, and writes nothing more: readers report the history as
+incomplete (a note) and keep the records before it. Version 1
 (``sgs_g_history.json``, one JSON object with a ``records`` list, rewritten at
 every refresh by earlier versions of sgs_mm) is still read.
 """
@@ -29,6 +33,7 @@ HISTORY_FILE = 'sgs_g_history.jsonl'
 LEGACY_HISTORY_FILE = 'sgs_g_history.json'
 HISTORY_FORMAT = 'sgs_mm.g_history'
 HISTORY_VERSION = 2
+INCOMPLETE_KEY = 'incomplete'
 UNITS = ('epoch', 'iter')
 STATE_KEY = 'sgs'
 EXPECTED = (f'a work_dir holding {HISTORY_FILE} (written by SpatialGradScalingHook; '
@@ -151,6 +156,11 @@ def _parse_lines(path: str, text: str) -> Tuple[dict, List[dict], List[str]]:
         if not isinstance(obj, dict):
             raise AnalysisInputError(f'{path}:{n}: expected a G record (a JSON object), got '
                                      f'{type(obj).__name__}')
+        if INCOMPLETE_KEY in obj and 'layers' not in obj:
+            notes.append(f'{path}:{n}: the G history is incomplete: writing stopped after '
+                         f'refresh {obj.get("after_refresh")} ({obj[INCOMPLETE_KEY]}); later '
+                         'refreshes are missing (their G is in the checkpoints)')
+            continue
         records.append(obj)
     return header or {}, records, notes
 
@@ -259,6 +269,8 @@ class GHistoryWriter:
         self._dump_header = _dump(self.header)  # fails early if not serializable
         self.notes: List[str] = []
         self._started = False
+        # why writing stopped (None while the history is complete)
+        self.incomplete: Optional[str] = None
 
     def start(self, resume_iter: Optional[int] = None) -> None:
         """Begin writing.
@@ -294,19 +306,54 @@ class GHistoryWriter:
         os.replace(tmp, self.path)  # never a half-written history at path
         self._started = True
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict) -> bool:
         """Append one refresh: ``dict(refresh=int, epoch=int, iter=int, layers={name: G})``.
 
         One line, one ``write`` call, flushed on return: O(1) in the number of
         records already written. G may be nested lists, arrays or tensors.
+
+        Returns:
+            True when written. False when the write failed (``OSError``, e.g.
+            a full disk): the file is cut back to its last complete line, an
+            incomplete marker is appended where possible, :attr:`incomplete`
+            says why, and later appends write nothing (also False). The
+            history is a by-product; a caller goes on training.
         """
         if not self._started:
             raise RuntimeError('GHistoryWriter.append() before start(): call start() once '
                                'before training (start(None) for a fresh run)')
+        if self.incomplete is not None:
+            return False
         line = _dump(record) + '\n'
-        with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(line)
-            f.flush()
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            size = None
+        try:
+            with open(self.path, 'a', encoding='utf-8') as f:
+                f.write(line)
+                f.flush()
+        except OSError as e:
+            self.incomplete = f'{type(e).__name__}: {e}'
+            self._mark_incomplete(size, record.get('refresh'))
+            return False
+        return True
+
+    def _mark_incomplete(self, size: Optional[int], refresh) -> None:
+        """Best effort: drop a partly written line, then append the marker."""
+        marker = _dump({INCOMPLETE_KEY: self.incomplete,
+                        'after_refresh': None if refresh is None else refresh - 1}) + '\n'
+        try:
+            if size is not None:
+                os.truncate(self.path, size)
+            with open(self.path, 'a', encoding='utf-8') as f:
+                f.write(marker)
+        except OSError:
+            try:
+                if size is not None:
+                    os.truncate(self.path, size)
+            except OSError:
+                pass
 
     def _legacy_sibling(self) -> Optional[str]:
         legacy = osp.join(osp.dirname(self.path), LEGACY_HISTORY_FILE)

@@ -3,10 +3,18 @@ import math
 from typing import Optional
 
 UNITS = ('epoch', 'iter')
+DEFAULT_UNIT = 'epoch'
+# a schedule whose refreshes come closer than this many training iterations
+# apart gets a warning at the start of training (a refresh costs about
+# 2 x num_batches forward passes plus the statistics: every few hundred
+# iterations it is a noticeable share of the run; the paper refreshes every
+# 5 epochs, thousands of iterations)
+MIN_ITERS_BETWEEN_REFRESHES = 200
 
 
-def resolve_unit(owner: str, unit: Optional[str], by_epoch: Optional[bool]) -> Optional[str]:
-    """``unit`` from the ``unit`` / ``by_epoch`` arguments (None: follow the loop).
+def resolve_unit(owner: str, unit: Optional[str], by_epoch: Optional[bool]) -> str:
+    """``unit`` from the ``unit`` / ``by_epoch`` arguments: epochs unless
+    ``unit='iter'`` or ``by_epoch=False`` asks for iterations, on every loop.
 
     Raises:
         ValueError: an unknown value, or the two arguments disagree.
@@ -16,7 +24,7 @@ def resolve_unit(owner: str, unit: Optional[str], by_epoch: Optional[bool]) -> O
     if by_epoch not in (None, True, False):
         raise ValueError(f'{owner}: by_epoch must be None, True or False, got {by_epoch!r}')
     if by_epoch is None:
-        return unit
+        return unit or DEFAULT_UNIT
     from_flag = 'epoch' if by_epoch else 'iter'
     if unit is not None and unit != from_flag:
         raise ValueError(f'{owner}: by_epoch={by_epoch} contradicts unit={unit!r}; give one')
@@ -83,15 +91,50 @@ class RefreshSchedule:
     @classmethod
     def for_run(cls, interval: int, warmup: int, unit: Optional[str], loop_by_epoch: bool,
                 loader, world_size: int = 1) -> 'RefreshSchedule':
-        """The schedule of one run: ``unit=None`` follows the loop; epochs on an
-        iteration-based loop count ``iters_per_epoch(loader, world_size)``."""
-        unit = unit or ('epoch' if loop_by_epoch else 'iter')
-        ipe = iters_per_epoch(loader, world_size) if unit == 'epoch' and not loop_by_epoch else 1
-        return cls(interval, warmup, unit, loop_by_epoch, ipe)
+        """The schedule of one run (``unit=None``: epochs). An epoch is
+        ``iters_per_epoch(loader, world_size)`` iterations of this run."""
+        return cls(interval, warmup, unit or DEFAULT_UNIT, loop_by_epoch,
+                   iters_per_epoch(loader, world_size))
+
+    # ---------------------------------------------------------- arithmetic
+    def to_iters(self, steps: int) -> int:
+        """``steps`` of the schedule's unit in training iterations."""
+        return steps * self.iters_per_epoch if self.unit == 'epoch' else steps
+
+    def last_step(self, max_iters: int, max_epochs: Optional[int] = None) -> int:
+        """The last step (in ``unit``) at which this run can still refresh:
+        refreshes happen before an epoch or iteration starts."""
+        if self.unit == 'epoch':
+            if self.loop_by_epoch and max_epochs is not None:
+                return max_epochs - 1
+            return (max_iters - 1) // self.iters_per_epoch
+        return max_iters - 1
+
+    def count(self, first: int, last: int) -> int:
+        """Refreshes due at steps ``first..last`` (both included)."""
+        if last < first:
+            return 0
+        n = 1 if first <= self.warmup <= last else 0
+        lo = max(first, self.warmup + 1)
+        if lo <= last:
+            n += last // self.interval - (lo - 1) // self.interval
+        return n
+
+    def _plural(self, n: int, unit: str) -> str:
+        word = 'epoch' if unit == 'epoch' else 'iteration'
+        return f'{n:,} {word}{"" if n == 1 else "s"}'
 
     def describe(self, num_batches: int) -> str:
-        text = (f'refresh at {self.unit} {self.warmup} then every {self.interval} '
-                f'{self.unit}s with {num_batches} batch(es)')
-        if self.unit == 'epoch' and not self.loop_by_epoch:
-            text += f' (1 epoch = {self.iters_per_epoch} iterations of this run)'
-        return text
+        """``refresh at epoch 1 (iteration 186), then every 5 epochs = 930
+        iterations, with 2 batch(es) per rank`` (both units)."""
+        ipe = self.iters_per_epoch
+        if self.unit == 'epoch':
+            text = (f'refresh at epoch {self.warmup} (iteration {self.to_iters(self.warmup):,}), '
+                    f'then every {self._plural(self.interval, "epoch")} = '
+                    f'{self._plural(self.to_iters(self.interval), "iter")}')
+        else:
+            text = (f'refresh at iteration {self.warmup:,}, then every '
+                    f'{self._plural(self.interval, "iter")} (= {self.interval / ipe:.3g} '
+                    f'epochs)')
+        return (text + f', with {num_batches} batch(es) per rank (1 epoch = '
+                f'{self._plural(ipe, "iter")} of this run)')

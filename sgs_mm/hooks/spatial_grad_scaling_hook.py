@@ -2,9 +2,11 @@
 
 Schedule + Runner glue + reporting over :class:`sgs_mm.sgs.SpatialGradScaler`.
 """
+import difflib
+import math
 import os.path as osp
 from dataclasses import fields
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.dist import get_world_size, is_main_process
@@ -15,12 +17,31 @@ from ..analysis.history import HISTORY_FILE, GHistoryWriter
 from ..sgs import SGSOptions, SpatialGradScaler
 from ..sgs.options import positive_int
 from .refresh_batches import draw_batches, forked_rng
-from .refresh_schedule import RefreshSchedule, resolve_unit
+from .refresh_schedule import MIN_ITERS_BETWEEN_REFRESHES, RefreshSchedule, resolve_unit
 from .runner_glue import loop_counts_epochs, model_forward, optimizers_of, unwrapped_model
 
 FORWARD_MODES = ('auto', 'tensor', 'loss')
 STATE_KEY = 'sgs'
 OWNER = 'SpatialGradScalingHook'
+# the hook's own arguments (schedule, reporting); the rest go to SGSOptions
+HOOK_ARGS = ('interval', 'warmup', 'num_batches', 'unit', 'by_epoch', 'forward_mode',
+             'history_file', 'log_heatmaps', 'enabled')
+SGS_ARGS = tuple(f.name for f in fields(SGSOptions) if f.name != 'owner')
+
+
+def unknown_arguments_error(unknown: List[str]) -> ValueError:
+    """The error for misspelled/unknown hook arguments: every accepted argument
+    and, where one is close, the one probably meant."""
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, HOOK_ARGS + SGS_ARGS, n=1, cutoff=0.6)
+        if close:
+            hints.append(f'{name!r}: did you mean {close[0]!r}?')
+    return ValueError(
+        f'{OWNER}: unknown argument(s) {unknown}'
+        + (f' ({"; ".join(hints)})' if hints else '')
+        + f'. It takes the schedule and hook arguments {list(HOOK_ARGS)} and the SGS '
+        f'arguments {list(SGS_ARGS)}.')
 
 
 @HOOKS.register_module()
@@ -29,7 +50,8 @@ class SpatialGradScalingHook(Hook):
 
     G is recomputed on a schedule from the spatial dependence of each conv's
     input (normalized mutual information between every pixel and its
-    displaced neighbours, ``method='nmi'``), see ``SGS_SPEC.md``. Registered
+    displaced neighbours, ``method='nmi'``), see ``docs/hook.md``. The
+    schedule counts epochs in every library unless ``unit='iter'``. Registered
     in mmengine's root ``HOOKS`` registry, so it builds under the mmpretrain,
     mmseg and mmpose scopes::
 
@@ -46,12 +68,14 @@ class SpatialGradScalingHook(Hook):
             Defaults to 5.
         warmup (int): first refresh at ``warmup`` units; 0 refreshes before
             the first training step. Defaults to 1.
-        num_batches (int): training batches per refresh (per rank). Defaults to 2.
-        unit (str, optional): ``'epoch'`` or ``'iter'``. ``None`` follows the
-            train loop (epochs for ``EpochBasedTrainLoop``, iterations for
-            ``IterBasedTrainLoop``). Epochs on an iteration-based loop (mmseg)
-            are converted with the run's real iterations per epoch, so a
-            different GPU count or batch size keeps their meaning.
+        num_batches (int): training batches per refresh (per rank); more than
+            the train set has per rank is cut to that, with a warning.
+            Defaults to 2.
+        unit (str, optional): ``'epoch'`` (default, also for ``None``) or
+            ``'iter'``. Epochs hold on every loop: on an iteration-based loop
+            (mmseg) they are converted with the run's real iterations per
+            epoch (dataset size, batch size, number of GPUs). Iterations only
+            when asked for.
         by_epoch (bool, optional): mmengine-style alias: True is
             ``unit='epoch'``, False ``unit='iter'``.
         history_file (str, optional): append-only G history (JSON Lines) in
@@ -70,12 +94,10 @@ class SpatialGradScalingHook(Hook):
                  unit: Optional[str] = None, by_epoch: Optional[bool] = None,
                  forward_mode: str = 'auto', history_file: Optional[str] = HISTORY_FILE,
                  log_heatmaps: bool = True, enabled: bool = True, **sgs_args):
-        try:
-            self.options = SGSOptions(**sgs_args, owner=OWNER)
-        except TypeError:
-            known = [f.name for f in fields(SGSOptions) if f.name != 'owner']
-            raise ValueError(f'{OWNER}: unknown argument(s) {sorted(set(sgs_args) - set(known))}'
-                             f'; SGS takes {known}') from None
+        unknown = sorted(set(sgs_args) - set(SGS_ARGS))
+        if unknown:
+            raise unknown_arguments_error(unknown)
+        self.options = SGSOptions(**sgs_args, owner=OWNER)
         if forward_mode not in FORWARD_MODES:
             raise ValueError(f'{OWNER}: forward_mode must be one of {FORWARD_MODES}, '
                              f'got {forward_mode!r}')
@@ -92,6 +114,9 @@ class SpatialGradScalingHook(Hook):
         self.schedule: Optional[RefreshSchedule] = None
         self.history: Optional[GHistoryWriter] = None
         self._pending_state: Optional[dict] = None
+        self._resume_refresh: Optional[str] = None  # why G must be refreshed at once
+        self._batches_used = self.num_batches  # what the train set can give per refresh
+        self._warned_io = set()
 
     def _view(attr, default=None):  # noqa: N805  (read-only view of the engine)
         return property(lambda self: getattr(self.scaler, attr) if self.scaler else default)
@@ -117,20 +142,119 @@ class SpatialGradScalingHook(Hook):
                                                 loop_counts_epochs(runner),
                                                 runner.train_dataloader, get_world_size())
         self.unit = self.schedule.unit
-        self._restore_pending()
+        had_state = self._pending_state is not None
+        restored = self._restore_pending()
         self.scaler.attach(optimizers_of(runner))
         if self.history_file and is_main_process():
-            self.history = GHistoryWriter(
-                osp.join(runner.work_dir, self.history_file),
-                dict(method=self.method, k=self.options.k, mode=self.options.mode,
-                     unit=self.unit))
-            self.history.start(resume_iter=runner.iter if runner._resume else None)
-            for note in self.history.notes:
-                runner.logger.warning(f'SGS history: {note}')
-        schedule = (self.schedule.describe(self.num_batches) if self.options.dynamic
-                    else 'constant G')
+            self._start_history(runner)
+        dynamic = self.options.dynamic
+        if dynamic:
+            self._batches_used = self._check_num_batches(runner)
+        schedule = (self.schedule.describe(self._batches_used) if dynamic else 'constant G')
         runner.logger.info(f'SGS ({self.method}, mode={self.options.mode}, k={self.options.k}):'
                            f' {len(self.scaler.layers)} conv layers, {schedule}.')
+        if dynamic:
+            self._check_schedule(runner)
+            self._resume_refresh = self._needs_resume_refresh(runner, had_state, restored)
+
+    def _start_history(self, runner) -> None:
+        path = osp.join(runner.work_dir, self.history_file)
+        self.history = GHistoryWriter(path, dict(method=self.method, k=self.options.k,
+                                                 mode=self.options.mode, unit=self.unit))
+        try:
+            self.history.start(resume_iter=runner.iter if runner._resume else None)
+        except OSError as e:
+            runner.logger.warning(f'SGS history: cannot write {path} ({e}); training goes on '
+                                  'without the G history (G itself is saved in the '
+                                  'checkpoints)')
+            self.history = None
+            return
+        for note in self.history.notes:
+            runner.logger.warning(f'SGS history: {note}')
+
+    def _check_num_batches(self, runner) -> int:
+        """The batches a refresh really gets (per rank), with a warning when
+        ``num_batches`` asks for more than the train set has."""
+        loader = runner.train_dataloader
+        batch_size = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', 1) or 1
+        try:
+            samples = len(loader.dataset)
+        except TypeError:  # an iterable dataset without a length
+            return self.num_batches
+        world = get_world_size()
+        available = max(1, math.ceil(math.ceil(samples / world) / batch_size))
+        if self.num_batches <= available:
+            return self.num_batches
+        runner.logger.warning(
+            f'SGS: num_batches={self.num_batches}, but the train set gives only {available} '
+            f'batch(es) per rank ({samples} samples, batch size {batch_size}'
+            f'{f", {world} ranks" if world > 1 else ""}); each refresh uses {available}.')
+        return available
+
+    def _run_length(self, runner):
+        loop = runner.train_loop
+        return int(getattr(loop, 'max_iters', 0) or 0), getattr(loop, 'max_epochs', None)
+
+    def _check_schedule(self, runner) -> None:
+        """Warn at the start when this run never refreshes, or refreshes more
+        often than every ``MIN_ITERS_BETWEEN_REFRESHES`` iterations."""
+        sch = self.schedule
+        max_iters, max_epochs = self._run_length(runner)
+        if max_iters <= 0:
+            return
+        last = sch.last_step(max_iters, max_epochs)
+        total = sch.count(0, last)
+        unit = 'epoch' if sch.unit == 'epoch' else 'iteration'
+        if total == 0:
+            length = (f'{max_epochs} epochs' if sch.unit == 'epoch' and max_epochs else
+                      f'{max_iters:,} iterations' + (
+                          f' = {max_iters / sch.iters_per_epoch:.3g} epochs'
+                          if sch.unit == 'epoch' else ''))
+            runner.logger.warning(
+                f'SGS will never refresh in this run: the first refresh is at {unit} '
+                f'{sch.warmup} (warmup={sch.warmup}), the run has {length}. G stays 1 (plain '
+                'training); lower warmup to refresh.')
+            return
+        gap = sch.to_iters(sch.interval)
+        if total >= 2 and gap < MIN_ITERS_BETWEEN_REFRESHES:
+            hint = ("the paper refreshes every 5 epochs: interval=5 with the default "
+                    "unit='epoch'" if sch.unit == 'iter' else 'a larger interval')
+            runner.logger.warning(
+                f'SGS refreshes every {sch.interval} {unit}{"s" if sch.interval > 1 else ""} '
+                f'= {gap:,} iterations ({total:,} refreshes in this run), more often than '
+                f'every {MIN_ITERS_BETWEEN_REFRESHES} iterations: each refresh costs about '
+                f'2 x {self._batches_used} forward passes. Intended? Otherwise use {hint}.')
+
+    def _position(self, runner) -> int:
+        """Where training stands, in the schedule's unit (whole steps)."""
+        if self.schedule.unit == 'iter':
+            return runner.iter
+        if self.schedule.loop_by_epoch:
+            return runner.epoch
+        return runner.iter // self.schedule.iters_per_epoch
+
+    def _needs_resume_refresh(self, runner, had_state: bool, restored: int) -> Optional[str]:
+        """Why G must be re-estimated before the first step of a resumed run
+        (None: it need not): the run resumes past the warm-up without a
+        usable G for every layer, and no refresh is due right there."""
+        if not getattr(runner, '_resume', False) or runner.iter <= 0:
+            return None
+        sch = self.schedule
+        if restored == len(self.scaler.groups):
+            return None
+        position = self._position(runner)
+        started = position > sch.warmup or (
+            position == sch.warmup and sch.unit == 'epoch' and not sch.loop_by_epoch
+            and runner.iter > sch.to_iters(sch.warmup))
+        if not started:
+            return None  # the warm-up refresh is still ahead
+        if not had_state:
+            return ('the checkpoint has no SGS state (saved without SpatialGradScalingHook, or '
+                    'with it disabled)')
+        if not restored:
+            return 'the checkpoint\'s SGS state is not usable here (see the warning above)'
+        return (f'the checkpoint\'s SGS state has G for {restored} of '
+                f'{len(self.scaler.groups)} layers')
 
     def after_train(self, runner) -> None:
         if self.scaler is not None:
@@ -138,10 +262,23 @@ class SpatialGradScalingHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         if self.enabled and (step := self.schedule.at_epoch_start(runner.epoch)) is not None:
+            self._resume_refresh = None
             self.refresh(runner, step)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if self.enabled and (step := self.schedule.at_iter(runner.iter)) is not None:
+        if not self.enabled:
+            return
+        if (step := self.schedule.at_iter(runner.iter)) is not None:
+            self._resume_refresh = None
+            self.refresh(runner, step)
+        elif self._resume_refresh is not None:
+            why, self._resume_refresh = self._resume_refresh, None
+            step = self._position(runner)
+            unit = 'epoch' if self.unit == 'epoch' else 'iteration'
+            runner.logger.warning(
+                f'SGS: resumed at {unit} {step} (iteration {runner.iter}), past the warm-up, '
+                f'but {why}: refreshing G now rather than training on with G = 1 until the '
+                'next scheduled refresh.')
             self.refresh(runner, step)
 
     def refresh(self, runner, step: int, batches: Optional[list] = None
@@ -149,7 +286,9 @@ class SpatialGradScalingHook(Hook):
         """Recompute G for every layer from ``num_batches`` training batches.
 
         ``batches`` (collated, before the data_preprocessor) replaces the
-        random draw from the train dataset when given.
+        random draw from the train dataset when given. A refresh that runs
+        out of memory (after retries with smaller chunks) keeps the previous
+        G and training goes on (the engine's warning says what to change).
 
         Returns:
             The new G per layer (layers whose G was kept are left out).
@@ -162,24 +301,41 @@ class SpatialGradScalingHook(Hook):
             fallback = model_forward('loss') if self.forward_mode == 'auto' else None
             report = self.scaler.refresh(batches, model_forward(first), fallback)
         self.schedule.last = step
-        self._report(runner, step, report.seconds)
+        if report.failed:
+            runner.logger.warning(f'SGS refresh at {self.unit} {step} failed '
+                                  f'({report.failed}): every layer keeps its previous G.')
+            return report.updated
+        self._report(runner, step, report.seconds, len(batches))
         return report.updated
 
-    def _report(self, runner, step, seconds):
+    def _report(self, runner, step, seconds, num_batches):
         scales = self.scales()
         runner.logger.info(f'SGS refresh #{self.num_refreshes} at {self.unit} {step} '
-                           f'({seconds:.2f}s, {len(scales)} layers; centre [min,max]): '
-                           f'{self.scaler.summary(scales)}')
+                           f'({seconds:.2f}s, {num_batches} batch(es), {len(scales)} layers; '
+                           f'centre [min,max]): {self.scaler.summary(scales)}')
         if not is_main_process():
             return
         if self.history is not None:
-            self.history.append(dict(refresh=self.num_refreshes, epoch=runner.epoch,
-                                     iter=runner.iter,
-                                     layers={n: g.tolist() for n, g in scales.items()}))
+            ok = self.history.append(dict(refresh=self.num_refreshes, epoch=runner.epoch,
+                                          iter=runner.iter,
+                                          layers={n: g.tolist() for n, g in scales.items()}))
+            if not ok:
+                runner.logger.warning(
+                    f'SGS history: writing {self.history.path} failed '
+                    f'({self.history.incomplete}); it is marked incomplete and no further '
+                    'refresh is written to it. Training goes on (G itself is saved in the '
+                    'checkpoints).')
+                self.history = None
         if self.log_heatmaps:
             from ..visualization import render_scaling_grid
-            image = render_scaling_grid({n: g.numpy() for n, g in scales.items()})
-            runner.visualizer.add_image('sgs_G', image, step=runner.iter)
+            try:
+                image = render_scaling_grid({n: g.numpy() for n, g in scales.items()})
+                runner.visualizer.add_image('sgs_G', image, step=runner.iter)
+            except OSError as e:
+                self.log_heatmaps = False
+                runner.logger.warning(f'SGS: the G heatmap could not be written ({e}); '
+                                      'heatmaps are off for the rest of this run, training '
+                                      'goes on.')
 
     def state_dict(self) -> dict:
         """The engine's state (G, refresh count, G-defining arguments) plus the
@@ -192,11 +348,15 @@ class SpatialGradScalingHook(Hook):
         if self.scaler is not None:
             self._restore_pending()
 
-    def _restore_pending(self) -> None:
+    def _restore_pending(self) -> int:
+        """Restore the pending state; returns the number of layers restored."""
         state, self._pending_state = self._pending_state, None
-        if state is not None and self.scaler.load_state_dict(state) and \
-                state.get('unit', self.unit) == self.unit:
+        if state is None:
+            return 0
+        restored = self.scaler.load_state_dict(state)
+        if restored and state.get('unit', self.unit) == self.unit:
             self.schedule.last = state.get('last_refresh')
+        return restored
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.enabled and self.scaler is not None:

@@ -12,7 +12,7 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
                     exclude: Optional[Sequence[str]] = None, owner: str = 'SpatialGradScaler'
-                    ) -> Tuple['OrderedDict[str, nn.Conv2d]', List[str], List[str]]:
+                    ) -> Tuple['OrderedDict[str, nn.Conv2d]', List[str], List[str], List[str]]:
     """Eligible convs of ``model`` by module name, and the ones skipped.
 
     Eligible: an ``nn.Conv2d`` (subclasses included) whose kernel has both
@@ -20,12 +20,14 @@ def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
     ``include`` glob (all when ``None``) and no ``exclude`` glob.
 
     Returns:
-        ``(layers, even, refused)``: the eligible convs; the skipped ones
+        ``(layers, even, refused, frozen)``: the eligible convs; the skipped ones
         with an even kernel side (no centre tap); the refused ones whose
         ``weight`` is not a Parameter but recomputed from one
         (``torch.nn.utils.parametrize``, ``weight_norm``): a gradient hook on
         the recomputed tensor never fires and G on its leaves would not be
-        G on the weight, so SGS cannot scale them.
+        G on the weight, so SGS cannot scale them; the KxK convs (matching
+        include/exclude) left out because their weight does not require grad
+        (frozen, e.g. ``frozen_stages``).
 
     Raises:
         ValueError: an include/exclude pattern matches no conv of the model
@@ -43,13 +45,17 @@ def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
     layers: 'OrderedDict[str, nn.Conv2d]' = OrderedDict()
     even: List[str] = []
     refused: List[str] = []
+    frozen: List[str] = []
     for name, conv in convs:
         kh, kw = conv.kernel_size
-        if kh <= 1 or kw <= 1 or not conv.weight.requires_grad:
+        if kh <= 1 or kw <= 1:
             continue
         if include and not _matches(name, include):
             continue
         if exclude and _matches(name, exclude):
+            continue
+        if not conv.weight.requires_grad:
+            frozen.append(name)
             continue
         if kh % 2 == 0 or kw % 2 == 0:
             even.append(name)
@@ -58,7 +64,7 @@ def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
             refused.append(name)
             continue
         layers[name] = conv
-    return layers, even, refused
+    return layers, even, refused, frozen
 
 
 def _wrapper_types() -> tuple:

@@ -127,6 +127,11 @@ def map_layer_names(saved: Sequence[str], kernels: Dict[str, tuple],
     return mapping, ambiguous
 
 
+def _names(names: Sequence[str], n: int = 20) -> str:
+    shown = ', '.join(names[:n])
+    return f'[{shown}' + (f', ... {len(names) - n} more]' if len(names) > n else ']')
+
+
 def _few(mapping: Dict[str, str], n: int = 3) -> str:
     items = [f'{s!r} -> {m!r}' for s, m in list(mapping.items())[:n]]
     more = f' and {len(mapping) - n} more' if len(mapping) > n else ''
@@ -239,8 +244,11 @@ class SpatialGradScaler:
         self.logger = logger or logging.getLogger('sgs_mm')
         owner = self.options.owner
         self.model = unwrap_model(model)
-        self.layers, even, refused = find_sgs_layers(
+        self.layers, even, refused, frozen = find_sgs_layers(
             self.model, self.options.include, self.options.exclude, owner)
+        if frozen:
+            self.logger.info(f'SGS skips {len(frozen)} conv(s) whose weight is frozen '
+                             f'(requires_grad=False, e.g. frozen_stages): {_names(frozen)}')
         if even:
             self.logger.warning(f'SGS skips {len(even)} conv(s) with an even kernel size (no '
                                 f'centre tap): {even}')

@@ -1,0 +1,126 @@
+"""The hook's schedule means epochs in every library (issue 17 §3), says both
+units, warns when it refreshes very often; typos get the full argument list;
+frozen convs are named once (issue 17 §5)."""
+import functools
+
+import pytest
+import torch.nn as nn
+from mmengine.registry import MODELS
+
+import sgs_mm  # noqa: F401  registers the hook
+from sgs_mm import SpatialGradScalingHook
+from toy_runner import SGSToyNet, build_runner, history, sgs_hook
+
+HOOK = dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1)
+make_runner = functools.partial(build_runner, hook=HOOK)
+
+
+class Messages:
+    def __init__(self, runner):
+        self.info, self.warning = [], []
+        for level in ('info', 'warning'):
+            orig = getattr(runner.logger, level)
+            setattr(runner.logger, level,
+                    lambda msg, *a, _l=getattr(self, level), _o=orig, **k: (_l.append(msg),
+                                                                             _o(msg, *a, **k)))
+
+
+def refresh_iters(work_dir):
+    return [r['iter'] for r in history(work_dir)['records']]
+
+
+# ---------------------------------------------------------------- epochs
+def test_default_unit_is_epochs_on_an_iteration_loop(tmp_path):
+    # mmseg-style IterBasedTrainLoop, 32 samples at batch 4: 8 iterations per epoch
+    runner = make_runner(tmp_path, by_epoch=False, max_iters=19)
+    said = Messages(runner)
+    runner.train()
+    assert refresh_iters(tmp_path) == [8, 16]  # epochs 1 and 2, not iterations 1..18
+    hook = sgs_hook(runner)
+    assert hook.unit == 'epoch' and hook.by_epoch is True
+    line = next(m for m in said.info if m.startswith('SGS (nmi'))
+    assert 'refresh at epoch 1 (iteration 8), then every 1 epoch = 8 iterations' in line
+
+
+@pytest.mark.parametrize('args', [dict(unit='iter'), dict(by_epoch=False)])
+def test_iterations_only_when_asked(tmp_path, args):
+    runner = make_runner(tmp_path, hook=dict(HOOK, warmup=2, interval=5, **args),
+                         by_epoch=False, max_iters=12)
+    said = Messages(runner)
+    runner.train()
+    assert refresh_iters(tmp_path) == [2, 5, 10]
+    line = next(m for m in said.info if m.startswith('SGS (nmi'))
+    assert 'refresh at iteration 2, then every 5 iterations (= 0.625 epochs)' in line
+
+
+def test_start_line_gives_both_units_on_an_epoch_loop(tmp_path):
+    runner = make_runner(tmp_path, hook=dict(HOOK, interval=5), max_epochs=1)
+    said = Messages(runner)
+    runner.train()
+    line = next(m for m in said.info if m.startswith('SGS (nmi'))
+    assert 'every 5 epochs = 40 iterations' in line
+    assert '(1 epoch = 8 iterations of this run)' in line
+
+
+def test_frequent_refreshes_warn(tmp_path):
+    runner = make_runner(tmp_path, hook=dict(HOOK, unit='iter', interval=5, warmup=1),
+                         by_epoch=False, max_iters=40)
+    said = Messages(runner)
+    runner.train()
+    warned = [m for m in said.warning if 'more often than every 200 iterations' in m]
+    assert len(warned) == 1
+    assert 'SGS refreshes every 5 iterations = 5 iterations (8 refreshes in this run)' in \
+        warned[0]
+    assert "interval=5 with the default unit='epoch'" in warned[0]
+
+
+def test_rare_refreshes_do_not_warn(tmp_path):
+    # 3200 samples at batch 4: an epoch is 800 iterations
+    runner = make_runner(tmp_path, hook=dict(HOOK, warmup=0), by_epoch=False, max_iters=2,
+                         train_dataloader=dict(
+                             dataset=dict(type='SGSToyDataset', length=3200),
+                             sampler=dict(type='DefaultSampler', shuffle=True),
+                             collate_fn=dict(type='sgs_toy_collate'), batch_size=4,
+                             num_workers=0))
+    said = Messages(runner)
+    runner.train()
+    assert not [m for m in said.warning if 'more often' in m or 'never refresh' in m]
+
+
+# ----------------------------------------------------------------- typos
+def test_typo_lists_every_argument_and_suggests_one():
+    with pytest.raises(ValueError) as e:
+        SpatialGradScalingHook(intervall=5)
+    text = str(e.value)
+    assert "unknown argument(s) ['intervall']" in text
+    assert "did you mean 'interval'?" in text
+    for name in ('interval', 'warmup', 'num_batches', 'unit', 'by_epoch', 'forward_mode',
+                 'history_file', 'log_heatmaps', 'enabled', 'method', 'k', 'diag_removal',
+                 'respect_dilation', 'mode', 'include', 'exclude', 'max_chunk_elems'):
+        assert f"'{name}'" in text, name
+    with pytest.raises(ValueError, match="did you mean 'num_batches'"):
+        SpatialGradScalingHook(num_batch=4)
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['zzz'\]\. It takes"):
+        SpatialGradScalingHook(zzz=1)
+
+
+# -------------------------------------------------------------- frozen convs
+@MODELS.register_module(force=True)
+class SGSFrozenStemNet(SGSToyNet):
+    """conv1 frozen, as ``frozen_stages`` freezes a backbone's stem."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for p in self.conv1.parameters():
+            p.requires_grad = False
+
+
+def test_frozen_convs_are_named_once(tmp_path):
+    runner = make_runner(tmp_path, max_epochs=3, model=dict(type='SGSFrozenStemNet'))
+    said = Messages(runner)
+    runner.train()
+    assert list(sgs_hook(runner).layers) == ['conv2', 'conv3']
+    named = [m for m in said.info if m.startswith('SGS') and 'frozen' in m]
+    assert named == ['SGS skips 1 conv(s) whose weight is frozen (requires_grad=False, e.g. '
+                     'frozen_stages): [conv1]']
+    assert isinstance(runner.model.conv1, nn.Conv2d)
