@@ -192,3 +192,73 @@ def test_append_is_constant_time(tmp_path, monkeypatch):
     assert elapsed < 120, elapsed
     lines = path.read_text().splitlines()
     assert len(lines) == 10_001 and json.loads(lines[-1])['refresh'] == 10_000
+
+
+# ------------------------------------------- a write that fails (issue 15 case 7)
+def fail_appends(monkeypatch, torn=True):
+    """The next append to the history fails with ENOSPC (half the line reaches
+    the file when ``torn``); the incomplete marker's append then succeeds."""
+    real_open = open
+    state = dict(fail=True)
+
+    class Torn:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            if torn:
+                self.f.write(text[:len(text) // 2])
+                self.f.flush()
+            raise OSError(28, 'No space left on device')
+
+        def flush(self):
+            pass
+
+    def fake_open(path, mode='r', *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        if mode == 'a' and state['fail']:
+            state['fail'] = False
+            return Torn(f)
+        return f
+    monkeypatch.setattr(history_mod, 'open', fake_open, raising=False)
+    return state
+
+
+@pytest.mark.parametrize('torn', [True, False])
+def test_failed_append_marks_the_history_incomplete(tmp_path, monkeypatch, torn):
+    path = tmp_path / HISTORY_FILE
+    writer = write_run(path, 2)
+    fail_appends(monkeypatch, torn)
+    assert writer.append(record(2)) is False
+    assert 'No space left on device' in writer.incomplete
+    assert writer.append(record(3)) is False  # nothing more is written
+    monkeypatch.undo()
+    hist = load_g_history(str(path))
+    assert [r.iter for r in hist.records] == [4, 8]
+    (note, ) = hist.notes
+    assert 'incomplete: writing stopped after refresh 2' in note
+    assert read_history_raw(str(path))['incomplete'][0]['at_iter'] == 12
+
+
+@pytest.mark.parametrize('resume_iter,marked', [(20, True), (12, False), (8, False)])
+def test_resume_keeps_the_incomplete_mark_only_for_a_gap_before_it(tmp_path, monkeypatch,
+                                                                    resume_iter, marked):
+    path = tmp_path / HISTORY_FILE
+    writer = write_run(path, 2)  # iters 4, 8
+    fail_appends(monkeypatch, torn=False)
+    writer.append(record(2))  # iter 12 lost
+    monkeypatch.undo()
+    writer = GHistoryWriter(str(path), HEADER)
+    writer.start(resume_iter=resume_iter)
+    writer.append(record(4))  # iter 20
+    data = read_history_raw(str(path))
+    assert [r['iter'] for r in data['records']] == [r for r in (4, 8) if r < resume_iter] + [20]
+    assert bool(data['incomplete']) is marked
+    if marked:
+        assert data['incomplete'][0]['position'] == 2  # between iter 8 and iter 20

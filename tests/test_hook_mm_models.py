@@ -10,7 +10,7 @@ import sgs_mm
 from conftest import fixtures_dir
 from mm_configs import no_syncbn, shipped_config
 
-HOOK = dict(type='SpatialGradScalingHook', warmup=0, interval=2, num_batches=1)
+HOOK = dict(type='SpatialGradScalingHook', warmup=0, interval=2, num_batches=1, unit='iter')
 
 
 def common(cfg, work_dir, max_iters):

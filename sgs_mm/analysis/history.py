@@ -138,7 +138,7 @@ def _unit_of(header: dict, records: List[dict]) -> Optional[str]:
 def _parse_lines(path: str, text: str) -> Tuple[dict, List[dict], List[str]]:
     """Header, records and notes of a version-2 (JSON Lines) history."""
     lines = text.split('\n')
-    header, records, notes = None, [], []
+    header, records, notes, markers = None, [], [], []
     numbered = [(n, ln) for n, ln in enumerate(lines, 1) if ln.strip()]
     for pos, (n, line) in enumerate(numbered):
         try:
@@ -160,9 +160,10 @@ def _parse_lines(path: str, text: str) -> Tuple[dict, List[dict], List[str]]:
             notes.append(f'{path}:{n}: the G history is incomplete: writing stopped after '
                          f'refresh {obj.get("after_refresh")} ({obj[INCOMPLETE_KEY]}); later '
                          'refreshes are missing (their G is in the checkpoints)')
+            markers.append(dict(obj, position=len(records)))
             continue
         records.append(obj)
-    return header or {}, records, notes
+    return header or {}, records, notes, markers
 
 
 def read_history_raw(path: str) -> dict:
@@ -170,8 +171,10 @@ def read_history_raw(path: str) -> dict:
 
     Returns:
         The header's keys (``format``, ``version``, ``method``, ``k``,
-        ``mode``, ``unit`` ...) plus ``records`` (the refresh dicts as written)
-        and ``notes`` (what was skipped, e.g. a torn last line).
+        ``mode``, ``unit`` ...) plus ``records`` (the refresh dicts as written),
+        ``notes`` (what was skipped, e.g. a torn last line, or where writing
+        stopped) and ``incomplete`` (the incomplete markers, each with the
+        ``position`` in ``records`` it was written at).
 
     Raises:
         AnalysisInputError: the file cannot be read or is not a G history.
@@ -187,10 +190,11 @@ def read_history_raw(path: str) -> dict:
         head = json.loads(first)
     except json.JSONDecodeError:
         head = None
+    markers = []
     if isinstance(head, dict) and head.get('format') == HISTORY_FORMAT and 'records' in head:
         data, notes = head, []  # version 1: one JSON object (json.dump writes one line)
     elif isinstance(head, dict) and head.get('format') == HISTORY_FORMAT:
-        header, records, notes = _parse_lines(path, text)
+        header, records, notes, markers = _parse_lines(path, text)
         data = dict(header, records=records)
     else:
         try:  # version 1 pretty-printed, or not a history at all
@@ -206,6 +210,7 @@ def read_history_raw(path: str) -> dict:
                                  f'supported (this tool reads versions 1 and {HISTORY_VERSION})')
     data['records'] = [r for r in (data.get('records') or []) if isinstance(r, dict)]
     data['notes'] = notes
+    data[INCOMPLETE_KEY] = markers
     return data
 
 
@@ -284,6 +289,7 @@ class GHistoryWriter:
         ``sgs_g_history.json`` carries its records over into ``path``.
         """
         kept: List[dict] = []
+        markers: List[dict] = []
         self.notes = []
         if resume_iter is not None:
             source = self.path if osp.isfile(self.path) else self._legacy_sibling()
@@ -296,13 +302,21 @@ class GHistoryWriter:
                     self.notes.extend(data['notes'])
                     kept = [r for r in data['records']
                             if isinstance(r.get('iter'), int) and r['iter'] < resume_iter]
+                    # a gap before the resume point stays marked
+                    markers = [m for m in data[INCOMPLETE_KEY]
+                               if not isinstance(m.get('at_iter'), int)
+                               or m['at_iter'] < resume_iter]
         folder = osp.dirname(osp.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         tmp = f'{self.path}.tmp{os.getpid()}'
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(self._dump_header + '\n')
-            for r in kept:
-                f.write(_dump(r) + '\n')
+            for i in range(len(kept) + 1):
+                for m in markers:
+                    if min(m.get('position', len(kept)), len(kept)) == i:
+                        f.write(_dump({k: v for k, v in m.items() if k != 'position'}) + '\n')
+                if i < len(kept):
+                    f.write(_dump(kept[i]) + '\n')
         os.replace(tmp, self.path)  # never a half-written history at path
         self._started = True
 
@@ -335,14 +349,17 @@ class GHistoryWriter:
                 f.flush()
         except OSError as e:
             self.incomplete = f'{type(e).__name__}: {e}'
-            self._mark_incomplete(size, record.get('refresh'))
+            self._mark_incomplete(size, record)
             return False
         return True
 
-    def _mark_incomplete(self, size: Optional[int], refresh) -> None:
-        """Best effort: drop a partly written line, then append the marker."""
+    def _mark_incomplete(self, size: Optional[int], record: dict) -> None:
+        """Best effort: drop a partly written line, then append the marker
+        (the refresh and iteration that could not be written)."""
+        refresh = record.get('refresh')
         marker = _dump({INCOMPLETE_KEY: self.incomplete,
-                        'after_refresh': None if refresh is None else refresh - 1}) + '\n'
+                        'after_refresh': refresh - 1 if isinstance(refresh, int) else None,
+                        'at_iter': record.get('iter')}) + '\n'
         try:
             if size is not None:
                 os.truncate(self.path, size)
