@@ -30,8 +30,8 @@ custom_imports = dict(
 # loop counts iterations (InfiniteSampler), so 200 epochs = 37200 iterations
 # at 8 GPUs x 2 images (37200 x 16 = 595200 images = 200.07 passes over the
 # 2975 train images). With another GPU count or batch keep the product:
-# max_iters = ceil(200 * 2975 / (gpus x batch)) (the scheduler's `end`
-# below follows it).
+# max_iters = ceil(200 * 2975 / (gpus x batch)); from the command line set
+# param_scheduler.0.end = max_iters + 1 with it (see the scheduler below).
 epochs = 200
 max_iters = 37200
 # no validation during training in SemSeg (yaml: evaluate False); here every
