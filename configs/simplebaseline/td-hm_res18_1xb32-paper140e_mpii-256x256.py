@@ -39,7 +39,8 @@ param_scheduler = [
 auto_scale_lr = dict(base_batch_size=32)
 # main: validation every opts.val_intervals = 5 epochs (it saves model_best
 # by heatmap accuracy there); the pipeline reports the final checkpoint and
-# the best validation only as a labelled extra column
+# the best validation only as a labelled extra column (by `PCK`, mmpose's
+# joint-count-weighted PCKh = PCKh_weighted below)
 default_hooks = dict(
     checkpoint=dict(
         type='CheckpointHook', interval=5, max_keep_ckpts=2,
