@@ -69,9 +69,16 @@ def test_frequent_refreshes_warn(tmp_path):
     runner.train()
     warned = [m for m in said.warning if 'more often than every 200 iterations' in m]
     assert len(warned) == 1
-    assert 'SGS refreshes every 5 iterations = 5 iterations (8 refreshes in this run)' in \
-        warned[0]
+    assert 'SGS refreshes every 5 iterations (8 refreshes in this run)' in warned[0]
     assert "interval=5 with the default unit='epoch'" in warned[0]
+
+
+def test_frequent_epochs_warn_in_both_units(tmp_path):
+    runner = make_runner(tmp_path, max_epochs=3)  # every epoch = 8 iterations
+    said = Messages(runner)
+    runner.train()
+    assert any('SGS refreshes every 1 epoch = 8 iterations (2 refreshes in this run)' in m
+               for m in said.warning)
 
 
 def test_rare_refreshes_do_not_warn(tmp_path):

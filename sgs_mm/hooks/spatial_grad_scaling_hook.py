@@ -219,10 +219,12 @@ class SpatialGradScalingHook(Hook):
         if total >= 2 and gap < MIN_ITERS_BETWEEN_REFRESHES:
             hint = ("the paper refreshes every 5 epochs: interval=5 with the default "
                     "unit='epoch'" if sch.unit == 'iter' else 'a larger interval')
+            every = f'{sch.interval} {unit}{"s" if sch.interval > 1 else ""}'
+            if sch.unit == 'epoch':
+                every += f' = {gap:,} iterations'
             runner.logger.warning(
-                f'SGS refreshes every {sch.interval} {unit}{"s" if sch.interval > 1 else ""} '
-                f'= {gap:,} iterations ({total:,} refreshes in this run), more often than '
-                f'every {MIN_ITERS_BETWEEN_REFRESHES} iterations: each refresh costs about '
+                f'SGS refreshes every {every} ({total:,} refreshes in this run), more often '
+                f'than every {MIN_ITERS_BETWEEN_REFRESHES} iterations: each refresh costs about '
                 f'2 x {self._batches_used} forward passes. Intended? Otherwise use {hint}.')
 
     def _position(self, runner) -> int:

@@ -198,6 +198,10 @@ class SpatialGradScaler:
             train_one_epoch(...)
         torch.save({'model': ..., 'sgs': sgs.state_dict()}, path)
 
+    G is applied exactly once per weight: attaching a scaler to weights that
+    another one still hooks (a notebook cell run again) detaches the other
+    one, with a warning naming the layers; the newest attach wins.
+
     Under ``torch.distributed`` each rank refreshes on its own batches; the
     statistics are all-reduced so every rank gets the same G, equal to one
     process on the union of the batches. A ``DistributedDataParallel`` (or
@@ -375,9 +379,17 @@ class SpatialGradScaler:
             fallback_forward: a second way to run the model, used only for the
                 convs that ``forward`` left idle (e.g. training-only heads).
 
+        Out of memory (on any rank) is not fatal: the refresh frees what it
+        held (and the CUDA cache) and retries with chunks 8x, then 64x
+        smaller; if that fails too, every layer keeps its G, a warning says
+        how to set ``max_chunk_elems``, and ``report.failed`` says why.
+
         Returns:
             RefreshReport: the new G per layer, the idle / NaN / non-finite
             layers (their previous G kept, warnings logged).
+
+        Raises:
+            ValueError: no batch (``[]``), or ``batches`` is not iterable.
         """
         start = time.perf_counter()
         report = RefreshReport(refresh=self.num_refreshes)
