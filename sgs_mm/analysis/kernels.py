@@ -1,4 +1,4 @@
-"""Average kernel magnitude matrices of conv weights (PAPER.md A.7, Fig. 6)."""
+"""Average kernel magnitude matrices of conv weights (the paper's appendix A.7, Fig. 6)."""
 from collections import OrderedDict
 from typing import Dict, List
 

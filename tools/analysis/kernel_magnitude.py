@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Average kernel magnitude matrix per conv layer, baseline vs SGS, with G (PAPER.md Fig. 6).
+"""Average kernel magnitude matrix per conv layer, baseline vs SGS, with G (the paper's Fig. 6).
 
     python tools/analysis/kernel_magnitude.py work_dirs/sgs/epoch_100.pth
     python tools/analysis/kernel_magnitude.py work_dirs/base/epoch_100.pth \\
