@@ -255,3 +255,41 @@ def test_other_errors_still_raise():
         raise KeyError('inputs')
     with pytest.raises(KeyError):
         sgs.refresh([batch()], forward=forward)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['retry', 'always'])
+def test_out_of_memory_on_one_rank_all_ranks_retry_or_give_up_together(tmp_path, mode):
+    """2 gloo ranks, rank 1 runs out of memory: both retry (same G, equal to
+    one process on the union), or both keep their G; no rank hangs."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           '--master_addr=127.0.0.1', f'--master_port={port}',
+           str(root / 'tests' / 'scripts' / 'dist_scaler_oom.py'), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': '',
+                               'MODE': mode})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pt', weights_only=False) for r in (0, 1))
+    for name in r0['scales']:
+        assert torch.equal(r0['scales'][name], r1['scales'][name]), name
+    if mode == 'always':
+        assert r0['failed'] and r1['failed'] and r0['refreshes'] == r1['refreshes'] == 0
+        assert all(torch.equal(g, torch.ones_like(g)) for g in r0['scales'].values())
+        return
+    assert r0['failed'] is None and r1['failed'] is None
+    from test_scaler import Net
+    net = Net()
+    net.load_state_dict(r0['model'])
+    single = SpatialGradScaler(net)
+    single.refresh([torch.cat([r0['batch'], r1['batch']])])
+    for name, g in single.scales().items():
+        torch.testing.assert_close(r0['scales'][name], g, rtol=0, atol=1e-12)
