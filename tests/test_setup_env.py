@@ -159,8 +159,14 @@ def test_setup_env_relative_venv_from_another_folder(tmp_path):
     wheel = [c for c in lines if ' -m pip wheel ' in c]
     assert len(wheel) == 1 and wheel[0].split(' :: ')[1].startswith(
         f'{venv}/bin/python -m pip wheel'), lines
-    lookup = [c for c in lines if '--only-binary=:all:' in c][0]
-    assert f'--find-links {tmp_path}/a/wheels --find-links {tmp_path}/a/links' in lookup
+    # each wheel source on its own (a wheel is used only if its ops load
+    # against this torch), the cache first
+    lookups = [c for c in lines if '--only-binary=:all:' in c]
+    assert len(lookups) == 2, lookups
+    assert f'--find-links {tmp_path}/a/wheels -d' in lookups[0]
+    assert f'--find-links {tmp_path}/a/links -d' in lookups[1]
+    # the build goes to the cache folder of this torch/CUDA/Python/ops key
+    assert f'-w {tmp_path}/a/wheels/mmcv/torch0.0.0-cpu-cpfake-cpu' in wheel[0]
     # the sdist download folder is removed
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('tmp.')]
 

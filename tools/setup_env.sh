@@ -220,11 +220,21 @@ if ((KEEP)); then
 fi
 
 missing_from_wheelhouse() {
-  local out=$1
+  # pip names the requirement it found no file for ("No matching distribution",
+  # or, under a constraint, "Cannot install X because"): say which files the
+  # wheelhouse lacks
+  local out=$1 req name files
   [[ -n $WHEELHOUSE ]] || return 0
-  grep -oE 'No matching distribution found for [^ ]+|Could not find a version that satisfies the requirement [^ ]+' "$out" \
-    | sed -E 's/.* ([^ ]+)$/\1/' | sort -u | while read -r r; do
-      log "ERROR: the wheelhouse $WHEELHOUSE has no file for $r (collect it again with make wheelhouse, or add that file)" >&2
+  grep -oE 'No matching distribution found for [^ ]+|satisfies the requirement [^ ]+|Cannot install [^ ]+ because' "$out" \
+    | sed -E 's/^(No matching distribution found for|satisfies the requirement|Cannot install) //; s/ because$//' \
+    | sort -u | while read -r req; do
+      name=$(printf '%s' "$req" | sed -E 's/[<>=!~;[ ].*//' | tr 'A-Z_.' 'a-z--')
+      files=$(cd "$WHEELHOUSE" && ls 2>/dev/null | tr 'A-Z_.' 'a-z--' | grep -E "^${name}-[0-9]" || true)
+      if [[ -z $files ]]; then
+        log "ERROR: the wheelhouse $WHEELHOUSE has no file for $req (collect it again with make wheelhouse, or add that file)" >&2
+      else
+        log "ERROR: the wheelhouse $WHEELHOUSE has $name, but no file of it fits $req and this Python/constraints" >&2
+      fi
     done
 }
 pipi() {

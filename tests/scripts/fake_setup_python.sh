@@ -8,9 +8,13 @@
 #   -m pip wheel       prints $FAKE_PY_WHEEL_LINES lines of noise, then a
 #                      compiler-like error, and exits 1
 #   -c CODE            exits 1 (nothing imports: no environment is complete)
+#   .../env_probe.py mmcv-key OPS   prints a cache key (torch0.0.0-cpu-cpfake-OPS)
 #   anything else      exits 0 (pip install, pip uninstall, --version)
 echo "$PWD :: $0 $*" >> "${FAKE_PY_CALLS:-/dev/null}"
 case "${1:-} ${2:-}" in
+  *env_probe.py\ mmcv-key)
+    echo "torch0.0.0-cpu-cpfake-${3:-cpu}"
+    ;;
   "-m venv")
     mkdir -p "$3/bin"
     cp "$0" "$3/bin/python"
