@@ -116,7 +116,6 @@ class SpatialGradScalingHook(Hook):
         self._pending_state: Optional[dict] = None
         self._resume_refresh: Optional[str] = None  # why G must be refreshed at once
         self._batches_used = self.num_batches  # what the train set can give per refresh
-        self._warned_io = set()
 
     def _view(attr, default=None):  # noqa: N805  (read-only view of the engine)
         return property(lambda self: getattr(self.scaler, attr) if self.scaler else default)

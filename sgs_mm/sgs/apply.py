@@ -80,6 +80,10 @@ class ScalingApplier:
             The names of this applier's weights taken over from another one.
         """
         self.detach()
+        optimizers = list(optimizers)
+        if self.mode == 'update' and not optimizers:
+            raise ValueError("SGS mode='update' scales the optimizer's update: pass the "
+                             'optimizer(s) to attach()')
         taken, others = [], OrderedDict()
         for name, w in self.weights.items():
             other = _owner(w)
@@ -92,10 +96,6 @@ class ScalingApplier:
             for name, w in self.weights.items():
                 self._handles.append(w.register_hook(self._grad_hook(name)))
         else:
-            optimizers = list(optimizers)
-            if not optimizers:
-                raise ValueError("SGS mode='update' scales the optimizer's update: pass the "
-                                 'optimizer(s) to attach()')
             owned = set()
             for opt in optimizers:
                 owned.update(n for n, _ in self._owned(opt))
