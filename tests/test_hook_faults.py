@@ -235,3 +235,14 @@ def test_history_that_cannot_be_started(tmp_path, monkeypatch):
     runner.train()
     assert sgs_hook(runner).num_refreshes == 1
     assert said.warned('SGS history: cannot write')
+
+
+def test_resume_with_a_state_that_never_refreshed(tmp_path):
+    # saved while the warm-up was still ahead (G = 1), resumed with an earlier warm-up
+    make_runner(tmp_path, hook=dict(HOOK, warmup=10), max_epochs=2).train()
+    resumed = make_runner(tmp_path, max_epochs=3, resume=True,
+                          load_from=str(tmp_path / 'epoch_2.pth'))
+    said = Messages(resumed)
+    resumed.train()
+    assert [r['epoch'] for r in records(tmp_path)] == [2]
+    assert said.warned('holds no estimated G yet')

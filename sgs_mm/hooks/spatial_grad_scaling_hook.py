@@ -241,7 +241,7 @@ class SpatialGradScalingHook(Hook):
         if not getattr(runner, '_resume', False) or runner.iter <= 0:
             return None
         sch = self.schedule
-        if restored == len(self.scaler.groups):
+        if restored == len(self.scaler.groups) and self.scaler.num_refreshes > 0:
             return None
         position = self._position(runner)
         started = position > sch.warmup or (
@@ -254,8 +254,11 @@ class SpatialGradScalingHook(Hook):
                     'with it disabled)')
         if not restored:
             return 'the checkpoint\'s SGS state is not usable here (see the warning above)'
-        return (f'the checkpoint\'s SGS state has G for {restored} of '
-                f'{len(self.scaler.groups)} layers')
+        if restored < len(self.scaler.groups):
+            return (f'the checkpoint\'s SGS state has G for {restored} of '
+                    f'{len(self.scaler.groups)} layers')
+        return 'the checkpoint\'s SGS state holds no estimated G yet (G = 1, no refresh done)'
+
 
     def after_train(self, runner) -> None:
         if self.scaler is not None:
