@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sgs_mm.sgs import SpatialGradScaler
 
 PAD_MODES = ('reflect', 'replicate', 'circular')
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
 
 def smooth(n=2, c=3, size=12, seed=0):
@@ -50,28 +51,30 @@ class TFSameConv(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def g_of(module, x, name=None, **kwargs):
+def g_of(module, x, name=None, device='cpu', **kwargs):
     """G of the (only, or ``name``d) eligible conv of ``module`` on ``x``."""
+    module, x = module.to(device), x.to(device)
     sgs = SpatialGradScaler(module, **kwargs)
     sgs.refresh([x])
     scales = sgs.scales()
     return scales[name] if name else next(iter(scales.values()))
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('mode', PAD_MODES)
 @pytest.mark.parametrize('kernel,dilation', [(3, 1), (5, 2)])
-def test_padding_mode_gives_the_g_of_an_explicit_pad(mode, kernel, dilation):
+def test_padding_mode_gives_the_g_of_an_explicit_pad(mode, kernel, dilation, device):
     torch.manual_seed(0)
     p = dilation * (kernel - 1) // 2
     x = smooth()
     conv = nn.Conv2d(3, 4, kernel, padding=p, dilation=dilation, padding_mode=mode)
     explicit = nn.Sequential(Pad((p, p, p, p), mode),
                              nn.Conv2d(3, 4, kernel, padding=0, dilation=dilation))
-    g = g_of(conv, x)
-    torch.testing.assert_close(g, g_of(explicit, x), rtol=0, atol=1e-12)
+    g = g_of(conv, x, device=device)
+    torch.testing.assert_close(g, g_of(explicit, x, device=device), rtol=0, atol=1e-12)
     # and differs from the zero-padded G (the bug: it was the zero-padded one)
     zero = nn.Conv2d(3, 4, kernel, padding=p, dilation=dilation)
-    assert (g - g_of(zero, x)).abs().max() > 1e-3
+    assert (g - g_of(zero, x, device=device)).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize('mode', ('reflect', 'replicate'))
@@ -85,8 +88,9 @@ def test_mmcv_convmodule_and_plain_conv_agree(mode):
     torch.testing.assert_close(g_of(module, x), g_of(plain, x), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('stride,size', [(1, 12), (2, 12), (2, 11)])
-def test_conv_that_pads_in_its_own_forward(stride, size):
+def test_conv_that_pads_in_its_own_forward(stride, size, device):
     """mmcv's Conv2dAdaptivePadding and a TF-'same' conv: the padding their
     forward applies (asymmetric for stride 2) is the padding of their G."""
     from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
@@ -94,14 +98,15 @@ def test_conv_that_pads_in_its_own_forward(stride, size):
     ph = max((math.ceil(size / stride) - 1) * stride + 3 - size, 0)
     explicit = nn.Sequential(Pad((ph // 2, ph - ph // 2, ph // 2, ph - ph // 2)),
                              nn.Conv2d(3, 4, 3, stride=stride, padding=0))
-    want = g_of(explicit, x)
+    want = g_of(explicit, x, device=device)
     for cls in (Conv2dAdaptivePadding, TFSameConv):
         conv = cls(3, 4, 3, stride=stride)
         assert conv.padding == (0, 0)
-        torch.testing.assert_close(g_of(conv, x), want, rtol=0, atol=1e-12, msg=cls.__name__)
+        torch.testing.assert_close(g_of(conv, x, device=device), want, rtol=0, atol=1e-12,
+                                   msg=cls.__name__)
     if stride == 1:  # the same function as padding=1
-        torch.testing.assert_close(g_of(nn.Conv2d(3, 4, 3, padding=1), x), want, rtol=0,
-                                   atol=1e-12)
+        torch.testing.assert_close(g_of(nn.Conv2d(3, 4, 3, padding=1), x, device=device),
+                                   want, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize('mode', ('zeros', ) + PAD_MODES)
