@@ -64,21 +64,29 @@ def test_start_line_gives_both_units_on_an_epoch_loop(tmp_path):
 
 def test_frequent_refreshes_warn(tmp_path):
     runner = make_runner(tmp_path, hook=dict(HOOK, unit='iter', interval=5, warmup=1),
-                         by_epoch=False, max_iters=40)
+                         by_epoch=False, max_iters=60)
     said = Messages(runner)
     runner.train()
     warned = [m for m in said.warning if 'more often than every 200 iterations' in m]
     assert len(warned) == 1
-    assert 'SGS refreshes every 5 iterations (8 refreshes in this run)' in warned[0]
+    assert 'SGS refreshes every 5 iterations (12 refreshes in this run)' in warned[0]
     assert "interval=5 with the default unit='epoch'" in warned[0]
 
 
 def test_frequent_epochs_warn_in_both_units(tmp_path):
-    runner = make_runner(tmp_path, max_epochs=3)  # every epoch = 8 iterations
+    # an iteration loop of 97 iterations = 12 epochs of 8: refreshes at epochs 1..12
+    runner = make_runner(tmp_path, by_epoch=False, max_iters=97)
     said = Messages(runner)
     runner.train()
-    assert any('SGS refreshes every 1 epoch = 8 iterations (2 refreshes in this run)' in m
+    assert any('SGS refreshes every 1 epoch = 8 iterations (12 refreshes in this run)' in m
                for m in said.warning)
+
+
+def test_a_few_frequent_refreshes_in_a_short_run_do_not_warn(tmp_path):
+    runner = make_runner(tmp_path, max_epochs=4)  # 3 refreshes, 8 iterations apart
+    said = Messages(runner)
+    runner.train()
+    assert not [m for m in said.warning if 'more often' in m]
 
 
 def test_rare_refreshes_do_not_warn(tmp_path):

@@ -10,6 +10,9 @@ DEFAULT_UNIT = 'epoch'
 # iterations it is a noticeable share of the run; the paper refreshes every
 # 5 epochs, thousands of iterations)
 MIN_ITERS_BETWEEN_REFRESHES = 200
+# ... when the run holds more refreshes than this (a short run, e.g. a demo of a
+# few hundred iterations, refreshing a handful of times costs little)
+MAX_FREQUENT_REFRESHES = 10
 
 
 def resolve_unit(owner: str, unit: Optional[str], by_epoch: Optional[bool]) -> str:

@@ -17,7 +17,8 @@ from ..analysis.history import HISTORY_FILE, GHistoryWriter
 from ..sgs import SGSOptions, SpatialGradScaler
 from ..sgs.options import positive_int
 from .refresh_batches import draw_batches, forked_rng
-from .refresh_schedule import MIN_ITERS_BETWEEN_REFRESHES, RefreshSchedule, resolve_unit
+from .refresh_schedule import (MAX_FREQUENT_REFRESHES, MIN_ITERS_BETWEEN_REFRESHES,
+                               RefreshSchedule, resolve_unit)
 from .runner_glue import loop_counts_epochs, model_forward, optimizers_of, unwrapped_model
 
 FORWARD_MODES = ('auto', 'tensor', 'loss')
@@ -196,7 +197,8 @@ class SpatialGradScalingHook(Hook):
 
     def _check_schedule(self, runner) -> None:
         """Warn at the start when this run never refreshes, or refreshes more
-        often than every ``MIN_ITERS_BETWEEN_REFRESHES`` iterations."""
+        often than every ``MIN_ITERS_BETWEEN_REFRESHES`` iterations and more
+        than ``MAX_FREQUENT_REFRESHES`` times."""
         sch = self.schedule
         max_iters, max_epochs = self._run_length(runner)
         if max_iters <= 0:
@@ -215,7 +217,7 @@ class SpatialGradScalingHook(Hook):
                 'training); lower warmup to refresh.')
             return
         gap = sch.to_iters(sch.interval)
-        if total >= 2 and gap < MIN_ITERS_BETWEEN_REFRESHES:
+        if total > MAX_FREQUENT_REFRESHES and gap < MIN_ITERS_BETWEEN_REFRESHES:
             hint = ("the paper refreshes every 5 epochs: interval=5 with the default "
                     "unit='epoch'" if sch.unit == 'iter' else 'a larger interval')
             every = f'{sch.interval} {unit}{"s" if sch.interval > 1 else ""}'
