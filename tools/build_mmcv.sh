@@ -131,4 +131,11 @@ heartbeat=
 if [[ $status -ne 0 ]]; then
   fail "pip wheel exited with status $status"
 fi
-log "mmcv wheel written to $WHEEL_DIR (build log: $LOG_FILE)"
+# a wheel without compiled ops (setup.py did not see torch) must not be cached
+wheel=$(ls -t "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -n 1)
+if [[ -z $wheel ]] || ! "$PYBIN" -c 'import sys, zipfile; sys.exit(not any(
+    n.startswith("mmcv/_ext") for n in zipfile.ZipFile(sys.argv[1]).namelist()))' "$wheel"; then
+  [[ -n $wheel ]] && rm -f "$wheel"
+  fail "the wheel has no compiled ops (mmcv/_ext): does $PYBIN import torch?"
+fi
+log "mmcv wheel written to $wheel (build log: $LOG_FILE)"

@@ -22,8 +22,9 @@ Run with the TARGET interpreter (any Python >= 3.8):
   env_probe.py keep-reqs OUT FILE...     the requirements of FILEs that TORCH=keep installs
                                          with their dependencies: without mmengine (--no-deps),
                                          opencv-python where another cv2 distribution is
-                                         present, xtcocotools under numpy >= 2 (built from
-                                         its sdist); numpy / opencv-python added where absent
+                                         present, xtcocotools (installed on its own,
+                                         --no-build-isolation); numpy / opencv-python
+                                         added where absent
   env_probe.py numpy-major               the present numpy's major version (0: none)
   env_probe.py report-pins REPORT [EXCLUDE...]
                                          name==version of every package of a
@@ -184,11 +185,9 @@ def numpy_major():
 
 def keep_reqs(out, *files):
     dists = present_dists()
-    drop = {'mmengine'}
+    drop = {'mmengine', 'xtcocotools'}  # xtcocotools: built against the numpy present
     if any(d in dists for d in CV2_DISTS):
         drop.add('opencv-python')
-    if _numpy_major(dists) >= 2:
-        drop.add('xtcocotools')
     reqs, seen = [], set()
     for path in files:
         for line in open(path):

@@ -23,7 +23,8 @@
 #   MMCV_CUDA=1 build mmcv's CUDA kernels too, for the visible GPUs' arch
 #               (default: CPU ops, GPUs hidden from the build)
 #   WHEELHOUSE  a folder from `--wheelhouse`: pip uses it and no package index
-#   LEAVE_OUT=present   (--wheelhouse) leave out what PYTHON's environment has
+#   LEAVE_OUT   (--wheelhouse) 'present': leave out what PYTHON's environment
+#               has; package names: leave those out too (the target has them)
 #
 # A complete environment is detected by a stamp (hash of the requirement files,
 # this script, and with TORCH=keep the kept versions) plus an import check, and
@@ -97,7 +98,12 @@ if [[ -n $WH_OUT ]]; then
   log "present in that environment (kept by TORCH=keep): ${present[*]:-nothing}"
   "$WPY" "$PROBE" keep-reqs "$TMP/reqs.txt" "$ROOT"/requirements/{runtime,tests,keep_torch}.txt
   np_major=$("$WPY" "$PROBE" numpy-major)
-  if [[ ${LEAVE_OUT:-} == present ]]; then
+  # LEAVE_OUT: 'present' (what PYTHON's environment has) and/or package names
+  leave_present=0 leave_names=()
+  for w in ${LEAVE_OUT:-}; do
+    if [[ $w == present ]]; then leave_present=1; else leave_names+=("$w"); fi
+  done
+  if ((leave_present)); then
     # exactly what TORCH=keep setup would install into that environment
     "$WPY" "$PROBE" constraints "$CONSTRAINTS" "$TMP/cons.txt"
     resolve=(--dry-run)
@@ -114,7 +120,9 @@ if [[ -n $WH_OUT ]]; then
   log "resolving"
   "$WPY" -m pip install --disable-pip-version-check "${resolve[@]}" -q --report "$TMP/report.json" \
     -c "$TMP/cons.txt" -r "$TMP/reqs.txt"
-  "$WPY" "$PROBE" report-pins "$TMP/report.json" torch torchvision > "$TMP/pins.txt"
+  "$WPY" "$PROBE" report-pins "$TMP/report.json" torch torchvision "${leave_names[@]}" \
+    > "$TMP/pins.txt"
+  ((${#leave_names[@]})) && log "left out by name: ${leave_names[*]}"
   for n in "${nodeps[@]}"; do
     grep -iE "^${n}==" "$TMP/cons.txt" >> "$TMP/pins.txt" || echo "$n" >> "$TMP/pins.txt"
   done
@@ -123,8 +131,12 @@ if [[ -n $WH_OUT ]]; then
   # The sdists' setup.py import pkg_resources (setuptools < 81) and numpy without
   # declaring them, so pip's isolated metadata build fails: a throwaway venv
   # with both prepares their metadata (--no-build-isolation).
-  sdists=(mmcv==2.1.0)
-  ((np_major >= 2)) && sdists+=("$(grep -iE '^xtcocotools==' "$TMP/cons.txt" || echo xtcocotools)")
+  xtc=$(grep -iE '^xtcocotools==' "$TMP/cons.txt" | cut -d' ' -f1 || echo xtcocotools)
+  sdists=(mmcv==2.1.0 "$xtc")
+  if ((np_major < 2)); then  # numpy 1.x: the PyPI wheel, where one exists for this Python
+    "$WPY" -m pip download --disable-pip-version-check -q --no-deps --only-binary=:all: \
+      -d "$WH_OUT" "$xtc" 2>/dev/null || log "no $xtc wheel for $pytag: the sdist is built on the target"
+  fi
   log "sdists: ${sdists[*]} (built on the target)"
   "$WPY" -m venv "$TMP/dl"
   "$TMP/dl/bin/python" -m pip install --disable-pip-version-check -q --find-links "$WH_OUT" \
@@ -250,14 +262,21 @@ if ((KEEP)); then
   pipi -r "$TMP/reqs.txt"
   # mmengine requires opencv-python, which must not join an opencv-python-headless
   pipi --no-deps mmengine
-  if (($("$VPY" "$PROBE" numpy-major) >= 2)) && ! "$VPY" -c 'import xtcocotools._mask' 2>/dev/null; then
-    # the PyPI wheel is built for numpy 1.x ("numpy.dtype size changed")
-    log "numpy 2: building xtcocotools from its sdist against the numpy present"
-    pipi --no-deps --no-build-isolation --no-binary=xtcocotools --no-cache-dir --force-reinstall xtcocotools
-  fi
 else
   log "installing torch, torchvision, build tools and mmcv's own dependencies"
   pipi torch torchvision setuptools numpy wheel ninja mmengine opencv-python addict packaging pyyaml yapf
+fi
+# xtcocotools (mmpose): its setup.py imports numpy without declaring it, and
+# its PyPI wheels are built for numpy 1.x ("numpy.dtype size changed") and
+# exist for some Pythons only: built against the numpy present where needed.
+np_major=$("$VPY" "$PROBE" numpy-major || true)
+if ((${np_major:-0} >= 2)); then
+  if ! "$VPY" -c 'import xtcocotools._mask' 2>/dev/null; then
+    log "numpy 2: building xtcocotools from its sdist against the numpy present"
+    pipi --no-build-isolation --no-binary=xtcocotools --no-cache-dir --force-reinstall xtcocotools
+  fi
+else
+  pipi --no-build-isolation xtcocotools
 fi
 
 # ------------------------------------------------------------ mmcv with ops
@@ -268,8 +287,8 @@ if [[ $MMCV_CUDA == 1 ]]; then
   ops="cuda-sm${arch//[^0-9;]/}"
   ops=${ops//;/_}
 fi
-key=$("$VPY" "$PROBE" mmcv-key "$ops" 2>/dev/null || true)
-[[ -n $key ]] || key=unknown-$ops
+key=$("$VPY" "$PROBE" mmcv-key "$ops") && [[ -n $key ]] \
+  || die "cannot read the torch / CUDA / Python versions of $VPY (the mmcv wheel cache key)"
 KEYDIR=$CACHE/mmcv/$key
 mmcv_fits() {
   "$VPY" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "2.1.0"' || return 1
