@@ -261,7 +261,6 @@ class SpatialGradScalingHook(Hook):
                     f'{len(self.scaler.groups)} layers')
         return 'the checkpoint\'s SGS state holds no estimated G yet (G = 1, no refresh done)'
 
-
     def after_train(self, runner) -> None:
         if self.scaler is not None:
             self.scaler.detach()
