@@ -75,7 +75,7 @@ def runs(tmp_path_factory):
     base = train(root / 'base', None)
     # iteration-based (mmseg style): refreshes at iterations 4, 8, 12, checkpoints every 4
     iters = train(root / 'iter', dict(type='SpatialGradScalingHook', k=5, interval=4, warmup=4,
-                                      num_batches=1), by_epoch=False)
+                                      num_batches=1, unit='iter'), by_epoch=False)
     return dict(sgs=sgs, base=base, iter=iters, root=root)
 
 
