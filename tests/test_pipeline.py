@@ -100,7 +100,7 @@ def _fake_run(calls):
     """Stands in for the train/test subprocesses: training writes two epoch
     checkpoints, a best one and the validation log; testing writes metrics
     that name the checkpoint it was given."""
-    def run(cmd, log_path, quiet):
+    def run(cmd, log_path, quiet, env=None, on_line=None, procs=None):
         calls.append(cmd)
         wd = Path(cmd[cmd.index('--work-dir') + 1])
         if any(c.endswith('train.py') for c in cmd):
@@ -153,21 +153,19 @@ def test_final_checkpoint_is_tested_and_passed_downstream_per_seed(
     calls = []
     monkeypatch.setattr(pipeline, '_run', _fake_run(calls))
     spec = pipeline.load_spec(_demo_spec(tmp_path))
-    res = pipeline.run_pipeline(spec, seeds=2, quiet=True)
+    res = pipeline.run_pipeline(spec, seeds=2, quiet=True, check_data=False)
     wd = tmp_path / 'wd'
     assert res['seeds'] == [0, 1] and len(res['stages']) == 8
     by = {(r['name'], r['seed']): r for r in res['stages']}
     for (name, seed), r in by.items():
-        own = wd / f'seed{seed}' / name
-        assert r['tested_checkpoint'] == str(own / 'epoch_2.pth')
-        assert r['metrics']['ckpt'] == r['tested_checkpoint']
+        # paths relative to the work root (a moved work root keeps working)
+        assert r['tested_checkpoint'] == f'seed{seed}/{name}/epoch_2.pth'
+        assert r['metrics']['ckpt'] == str(wd / r['tested_checkpoint'])
         assert r['best_checkpoint'].endswith('best_accuracy_top1_epoch_1.pth')
         assert r['best_val']['value'] == 60.0  # reported apart, labelled
         assert r['protocol'] == 'final-checkpoint'
-    assert by[('seg', 1)]['init_checkpoint'] == \
-        str(wd / 'seed1' / 'pre' / 'epoch_2.pth')
-    assert by[('seg_sgs', 0)]['init_checkpoint'] == \
-        str(wd / 'seed0' / 'pre_sgs' / 'epoch_2.pth')
+    assert by[('seg', 1)]['init_checkpoint'] == 'seed1/pre/epoch_2.pth'
+    assert by[('seg_sgs', 0)]['init_checkpoint'] == 'seed0/pre_sgs/epoch_2.pth'
     trains = [c for c in calls if c[1].endswith('train.py')]
     assert sum('randomness.seed=1' in c for c in trains) == 4
     md = (wd / 'results.md').read_text()
@@ -179,7 +177,7 @@ def test_final_checkpoint_is_tested_and_passed_downstream_per_seed(
     old['tested_checkpoint'] = old['best_checkpoint']
     (wd / 'seed0' / 'seg' / 'stage_result.json').write_text(json.dumps(old))
     calls.clear()
-    res = pipeline.run_pipeline(spec, seeds=2, quiet=True)
+    res = pipeline.run_pipeline(spec, seeds=2, quiet=True, check_data=False)
     assert len(calls) == 1 and calls[0][1].endswith('test.py')
     assert str(wd / 'seed0' / 'seg' / 'epoch_2.pth') in calls[0]
 
@@ -218,6 +216,7 @@ stages = [
                        'val_dataloader.dataset.data_root': '{cls_root}',
                        'test_dataloader.dataset.data_root': '{cls_root}',
                        'train_cfg.max_epochs': 2,
+                       'train_cfg.val_begin': 1,
                        'train_cfg.val_interval': 1,
                        'default_hooks.checkpoint.interval': 1,
                        'default_hooks.checkpoint.save_best': 'auto',
@@ -230,6 +229,7 @@ stages = [
                        'val_dataloader.dataset.data_root': '{seg_root}',
                        'test_dataloader.dataset.data_root': '{seg_root}',
                        'train_cfg.max_iters': 4,
+                       'train_cfg.val_begin': 1,
                        'train_dataloader.batch_size': 2,
                        'default_hooks.checkpoint.interval': 4}},
          table=dict(model='PSPNet-18', variant='Baseline')),
@@ -256,7 +256,7 @@ stages = [
     assert seg['best_val']['step'] == 4
     assert pre['sgs_history'] and Path(pre['sgs_history']).is_file()
     md = (wd / 'results.md').read_text()
-    assert '| pre | cls |' in md and '| seg | seg | pre |' in md
+    assert '| pre | cls | cpu |' in md and '| seg | seg | cpu | pre |' in md
     assert 'Table 7 style' in md
     assert 'StrictPretrained: loaded 120 tensors' in \
         (wd / 'seg' / 'pipeline.log').read_text()
@@ -266,3 +266,228 @@ stages = [
     assert proc.returncode == 0
     assert proc.stdout.count('finished before, skipped') == 2
     assert time.time() - t0 < 60
+
+
+# ------------------------------------------------- never lose finished work
+def _two_stage_spec(tmp_path, root):
+    return _spec(tmp_path, f"""
+work_root = '{root}'
+stages = [
+    dict(name='pre', config='{REPO}/configs/demo/resnet18_demo.py',
+         table=dict(model='ResNet-18', variant='Baseline')),
+    dict(name='seg', config='{REPO}/configs/demo/pspnet_r18-d8_demo.py',
+         init_from='pre', table=dict(model='PSPNet-18', variant='Baseline')),
+]
+""")
+
+
+def _finished_chain(tmp_path, monkeypatch, root):
+    """Run the two-stage chain with faked train/test processes."""
+    from sgs_mm.launch import pipeline
+    calls = []
+    monkeypatch.setattr(pipeline, '_run', _fake_run(calls))
+    spec = pipeline.load_spec(_two_stage_spec(tmp_path, root))
+    pipeline.run_pipeline(spec, quiet=True, check_data=False, progress=0)
+    return pipeline, spec, calls
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob('*')
+                  if p.is_file())
+
+
+def test_force_checks_every_input_before_removing_anything(
+        tmp_path, monkeypatch):
+    """--force on a stage whose init_from checkpoint is gone fails before the
+    finished stage is touched (it used to delete it, then fail)."""
+    root = tmp_path / 'wd'
+    pipeline, spec, calls = _finished_chain(tmp_path, monkeypatch, root)
+    before = _files(root / 'seg')
+    assert 'stage_result.json' in before and 'epoch_2.pth' in before
+    (root / 'pre' / 'epoch_2.pth').unlink()
+    calls.clear()
+    with pytest.raises(pipeline.StageInputError, match='does not exist'):
+        pipeline.run_pipeline(spec, only=['seg'], force=True, quiet=True,
+                              check_data=False, progress=0)
+    assert calls == []
+    assert _files(root / 'seg') == before
+    # a missing config or missing data is refused the same way
+    spec['stages'][1]['config'] = str(tmp_path / 'nope.py')
+    with pytest.raises(pipeline.StageInputError, match='not found'):
+        pipeline.run_pipeline(spec, only=['seg'], force=True, quiet=True,
+                              check_data=False, progress=0)
+    assert _files(root / 'seg') == before
+
+
+def test_force_keeps_old_results_until_the_rerun_finished(tmp_path,
+                                                          monkeypatch):
+    root = tmp_path / 'wd'
+    pipeline, spec, calls = _finished_chain(tmp_path, monkeypatch, root)
+    before = {f: (root / 'seg' / f).read_bytes() for f in _files(root / 'seg')}
+    seen = {}
+
+    def failing(cmd, log_path, quiet, env=None, on_line=None, procs=None):
+        # while the rerun runs, the old results wait next to it
+        seen['aside'] = sorted(p.name for p in root.iterdir())
+        Path(log_path).write_text('crashed\n')
+        raise RuntimeError('command failed (exit 1)')
+
+    monkeypatch.setattr(pipeline, '_run', failing)
+    with pytest.raises(RuntimeError, match='exit 1'):
+        pipeline.run_pipeline(spec, only=['seg'], force=True, quiet=True,
+                              check_data=False, progress=0)
+    assert 'seg.previous' in seen['aside']
+    # restored byte for byte; the failed attempt kept for its log
+    assert {f: (root / 'seg' / f).read_bytes()
+            for f in _files(root / 'seg')} == before
+    assert (root / 'seg.failed' / 'pipeline.log').read_text() == 'crashed\n'
+    assert not (root / 'seg.previous').exists()
+    # a rerun that finishes replaces them and leaves nothing aside
+    monkeypatch.setattr(pipeline, '_run', _fake_run(calls))
+    pipeline.run_pipeline(spec, only=['seg'], force=True, quiet=True,
+                          check_data=False, progress=0)
+    assert not (root / 'seg.previous').exists()
+    assert json.loads((root / 'seg' / 'stage_result.json').read_text())[
+        'protocol'] == 'final-checkpoint'
+
+
+def test_state_paths_are_relative_and_a_copied_root_uses_its_own_files(
+        tmp_path, monkeypatch):
+    """train_done.json / stage_result.json hold paths relative to the work
+    root: a copied work root initialises from its own checkpoints, also
+    when an older version wrote absolute paths (named in the log)."""
+    import shutil
+    root = tmp_path / 'wd'
+    pipeline, spec, calls = _finished_chain(tmp_path, monkeypatch, root)
+    for stage in ('pre', 'seg'):
+        for f in ('train_done.json', 'stage_result.json'):
+            state = json.loads((root / stage / f).read_text())
+            for key in ('last_checkpoint', 'tested_checkpoint',
+                        'init_checkpoint'):
+                if state.get(key):
+                    assert not Path(state[key]).is_absolute(), (f, key)
+    assert json.loads((root / 'seg' / 'stage_result.json').read_text())[
+        'init_checkpoint'] == 'pre/epoch_2.pth'
+    # an older version's absolute path in the copy's upstream result
+    old = json.loads((root / 'pre' / 'stage_result.json').read_text())
+    old['last_checkpoint'] = str(root / 'pre' / 'epoch_2.pth')
+    (root / 'pre' / 'stage_result.json').write_text(json.dumps(old))
+    copy = tmp_path / 'copy'
+    shutil.copytree(root, copy)
+    calls.clear()
+    out = []
+    monkeypatch.setattr('builtins.print', lambda *a, **k: out.append(
+        ' '.join(map(str, a))))
+    console = pipeline.Console(0, stream=type('S', (), {
+        'write': lambda self, t: out.append(t), 'flush': lambda self: None})())
+    pipeline.run_pipeline(spec, work_root=str(copy), only=['seg'],
+                          force=True, quiet=True, check_data=False,
+                          console=console)
+    train = next(c for c in calls if c[1].endswith('train.py'))
+    init = [c for c in train if c.startswith('model.backbone.init_cfg')]
+    assert init == [f'model.backbone.init_cfg.checkpoint='
+                    f'{copy / "pre" / "epoch_2.pth"}']
+    assert any('outside the work root' in line and str(root) in line
+               for line in out), out
+
+
+def test_find_checkpoint_prefers_the_work_dirs_own_file(tmp_path):
+    from sgs_mm.launch.runner import find_checkpoint
+    other, here = tmp_path / 'other', tmp_path / 'here'
+    for d in (other, here):
+        d.mkdir()
+        (d / 'iter_4.pth').write_text('x')
+    (here / 'last_checkpoint').write_text(str(other / 'iter_4.pth'))
+    assert find_checkpoint(str(here), 'last') == str(here / 'iter_4.pth')
+
+
+# ------------------------------------------------ concurrency and progress
+def test_jobs_run_independent_stages_side_by_side(tmp_path, monkeypatch):
+    """jobs=2: the two chains overlap, a stage starts only after the stage it
+    initialises from; results come in spec order."""
+    import threading
+    from sgs_mm.launch import pipeline
+    log, lock = [], threading.Lock()
+    fake = _fake_run([])
+    both = threading.Event()
+
+    def run(cmd, log_path, quiet, env=None, on_line=None, procs=None):
+        name = Path(cmd[cmd.index('--work-dir') + 1]).name
+        kind = 'train' if cmd[1].endswith('train.py') else 'test'
+        with lock:
+            log.append(('start', name, kind))
+            if ('start', 'pre_sgs', 'train') in log:
+                both.set()
+        if (name, kind) == ('pre', 'train'):
+            both.wait(60)  # the other chain starts meanwhile
+        fake(cmd, log_path, quiet)
+        with lock:
+            log.append(('end', name, kind))
+
+    monkeypatch.setattr(pipeline, '_run', run)
+    spec = pipeline.load_spec(_demo_spec(tmp_path))
+    res = pipeline.run_pipeline(spec, jobs=2, quiet=True, check_data=False,
+                                progress=0)
+    assert [r['name'] for r in res['stages']] == ['pre', 'pre_sgs', 'seg',
+                                                  'seg_sgs']
+    pos = {e: i for i, e in enumerate(log)}
+    assert pos[('start', 'pre_sgs', 'train')] < pos[('end', 'pre', 'train')]
+    assert pos[('start', 'seg', 'train')] > pos[('end', 'pre', 'test')]
+    assert pos[('start', 'seg_sgs', 'train')] > pos[('end', 'pre_sgs', 'test')]
+
+
+def test_stage_status_from_mmengine_log_lines():
+    from sgs_mm.launch.pipeline import StageStatus
+    st = StageStatus('3/6 pspnet_r18', total=150, unit='iter')
+    st.feed('12/02 06:03:41 - mmengine - INFO - Iter(train) [ 25/150]  lr: '
+            '8.5e-03  eta: 0:00:29  time: 0.1732  loss: 1.9')
+    assert st.line() == '3/6 pspnet_r18: iter 25/150, ETA 0:00:29'
+    st = StageStatus('2/6 pretrain_r18_sgs', total=4, unit='epoch')
+    st.feed('12/02 06:02:26 - mmengine - INFO - Epoch(train) [2][10/25]  lr: '
+            '4.2e-02  eta: 0:00:14  time: 0.1997')
+    assert st.line() == '2/6 pretrain_r18_sgs: epoch 2/4, iter 10/25, ' \
+        'ETA 0:00:14'
+    event = st.feed('12/02 06:03:03 - mmengine - INFO - SGS refresh #1 at '
+                    'epoch 1 (1.08s, 17 layers; centre [min,max]): ...')
+    assert event == '2/6 pretrain_r18_sgs: SGS refresh #1 at epoch 1 ' \
+        '(17 layers, 1.08s)'
+    st.set_phase('testing')
+    st.feed('12/02 06:02:49 - mmengine - INFO - Epoch(test) [4/4]    '
+            'accuracy/top1: 90.5000')
+    assert st.line() == '2/6 pretrain_r18_sgs: testing 4/4'
+
+
+def test_console_prints_a_status_line_every_interval():
+    import io
+    from sgs_mm.launch.pipeline import Console, StageStatus
+    buf = io.StringIO()
+    with Console(1.0, stream=buf, prefix='demo') as console:
+        console.add('a', StageStatus('1/6 a', 4, 'epoch'))
+        time.sleep(2.7)
+        console.remove('a')
+    lines = buf.getvalue().splitlines()
+    assert len(lines) >= 2 and all(
+        line.startswith('[demo 00:0') and line.endswith('1/6 a: starting')
+        for line in lines), lines
+
+
+def test_stage_env_filters_the_pkg_resources_warning_only():
+    from sgs_mm.launch.pipeline import stage_env
+    env = stage_env(threads=1, base={'PATH': '/usr/bin',
+                                     'PYTHONWARNINGS': 'default'})
+    assert env['OMP_NUM_THREADS'] == '1' and env['PYTHONUNBUFFERED'] == '1'
+    code = ('import warnings; warnings.warn("pkg_resources is deprecated as '
+            'an API. See https://x", UserWarning); warnings.warn("another '
+            'warning", UserWarning)')
+    proc = subprocess.run([sys.executable, '-c', code], env=env,
+                          capture_output=True, text=True)
+    assert 'pkg_resources' not in proc.stderr
+    assert 'another warning' in proc.stderr  # not a blanket ignore
+
+
+def test_device_label():
+    from sgs_mm.launch.pipeline import device_label
+    assert device_label('none', 1, False) == 'cpu'
+    assert device_label('none', 4, True) == 'cuda x1'
+    assert device_label('pytorch', 4, True) == 'cuda x4'
+    assert device_label('pytorch', 2, False) == 'cpu x2 (gloo)'

@@ -42,23 +42,38 @@ def parse_args(argv=None):
     p.add_argument('--dry-run', action='store_true',
                    help='print the commands only')
     p.add_argument('--quiet', action='store_true',
-                   help='keep the stage logs in <stage>/pipeline.log only')
+                   help='keep the stage logs in <stage>/pipeline.log only '
+                   '(the console gets the progress lines)')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='run up to N independent stages at once (default 1)')
+    p.add_argument('--threads', type=int,
+                   help='CPU threads per stage process (OMP/MKL_NUM_THREADS)')
+    p.add_argument('--progress', type=float, default=20.0, metavar='SEC',
+                   help='a status line per running stage every SEC seconds '
+                   '(default 20; 0: none)')
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error('--seeds must be at least 1')
+    if args.jobs < 1:
+        p.error('--jobs must be at least 1')
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from sgs_mm.launch.pipeline import load_spec, markdown_tables, run_pipeline
+    from sgs_mm.launch.pipeline import (load_spec, markdown_tables,
+                                        run_pipeline, stage_env)
     spec = load_spec(args.spec)
+    env = None
+    if args.threads:
+        env = {k: v for k, v in stage_env(args.threads, base={}).items()
+               if k.endswith('_NUM_THREADS')}
     results = run_pipeline(
         spec, work_root=args.work_root, only=args.stages,
         launcher=args.launcher, nproc=args.nproc, port=args.port,
         force=args.force, dry_run=args.dry_run, quiet=args.quiet,
         slurm_partition=args.slurm_partition, cfg_options=args.cfg_options,
-        seeds=args.seeds)
+        seeds=args.seeds, jobs=args.jobs, env=env, progress=args.progress)
     if not args.dry_run:
         print(markdown_tables(results))
         print(f'[pipeline] tables: {osp.join(results["work_root"], "results.md")}'

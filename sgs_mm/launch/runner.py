@@ -126,7 +126,8 @@ def build_runner(cfg):
 
 def find_checkpoint(work_dir: str, prefer: str = 'best') -> Optional[str]:
     """``best_*.pth`` (when ``prefer='best'`` and present) else the file named
-    in ``last_checkpoint``, else None."""
+    in ``last_checkpoint`` (the one of that name in ``work_dir`` first), else
+    None."""
     if not osp.isdir(work_dir):
         return None
     if prefer == 'best':
@@ -138,8 +139,13 @@ def find_checkpoint(work_dir: str, prefer: str = 'best') -> Optional[str]:
     if osp.isfile(last):
         with open(last) as f:
             path = f.read().strip()
-        if path and not osp.isabs(path) and not osp.isfile(path):
-            path = osp.join(work_dir, osp.basename(path))
+        if not path:
+            return None
+        # mmengine writes an absolute path; in a copied or moved work dir it
+        # names the other tree, so the file of that name here comes first
+        local = osp.join(work_dir, osp.basename(path))
+        if osp.isfile(local):
+            return local
         if osp.isfile(path):
             return path
     return None
