@@ -6,7 +6,9 @@
 
 Reads each work_dir's ``<timestamp>/vis_data/scalars.json`` (mmengine's
 LocalVisBackend), merging the launches of a resumed run. The Markdown table is
-printed and written next to the PNG (``.md``).
+printed and written next to the PNG (``.md``). Its ``iterations`` are those the
+run made, from its last checkpoint (``<work_dir>/last_checkpoint``); without one,
+the last logged step, marked ``(last logged)``.
 """
 import argparse
 import os.path as osp
