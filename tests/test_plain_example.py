@@ -65,7 +65,7 @@ def test_resume_same_epochs_keeps_the_saved_schedule(example, tmp_path, capsys):
     work = tmp_path / 'part'
     example['main'](small_args(work, '--epochs', 3))
     state = torch.load(work / 'latest.pth', weights_only=True)
-    state.update(epoch=1)  # as if stopped after epoch 1: (the weights do not matter here)
+    state.update(epoch=1)  # as if stopped after epoch 1 (the weights do not matter here)
     state['scheduler']['last_epoch'] = 1
     state['scheduler']['_last_lr'] = [cosine(1, 3)]
     state['optimizer']['param_groups'][0]['lr'] = cosine(1, 3)
