@@ -77,6 +77,17 @@ def test_resume_same_epochs_keeps_the_saved_schedule(example, tmp_path, capsys):
     assert epoch_lrs(out) == pytest.approx({1: full[1], 2: full[2]}, rel=1e-5)
 
 
+def test_resume_says_the_lr_flag_is_ignored(example, tmp_path, capsys):
+    example['main'](small_args(tmp_path, '--epochs', 1))
+    capsys.readouterr()
+    args = small_args(tmp_path, '--epochs', 2, '--resume', tmp_path / 'latest.pth')
+    args[args.index('--lr') + 1] = '0.2'
+    example['main'](args)
+    out = capsys.readouterr().out
+    assert "--lr 0.2 ignored: the schedule continues from the checkpoint's initial lr 0.1" in out
+    assert epoch_lrs(out) == pytest.approx({1: cosine(1, 2)}, rel=1e-5)
+
+
 def test_resume_a_finished_run_says_so(example, tmp_path):
     example['main'](small_args(tmp_path, '--epochs', 1))
     ckpt = tmp_path / 'latest.pth'

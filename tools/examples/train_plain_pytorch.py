@@ -129,6 +129,10 @@ def main(argv=None):
         trained_for = ckpt.get('epochs', ckpt['scheduler']['T_max'])
         say(f'resumed {args.resume}: {start} of {trained_for} epochs done, '
             f'SGS refresh #{sgs.num_refreshes}')
+        initial_lr = optimizer.param_groups[0].get('initial_lr', args.lr)
+        if not math.isclose(initial_lr, args.lr):
+            say(f'--lr {args.lr:g} ignored: the schedule continues from the checkpoint\'s '
+                f'initial lr {initial_lr:g}')
         if start >= args.epochs:
             say(f'nothing to train: the checkpoint has {start} epochs and --epochs is '
                 f'{args.epochs}; pass a larger --epochs to train longer')
