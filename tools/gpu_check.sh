@@ -20,8 +20,10 @@
 #   MMCV_CUDA=1   build mmcv's CUDA kernels too (longer)
 #   JOBS          pytest-xdist workers (default: nproc, at most 16)
 #   SUITE_ARGS    pytest arguments (default: the whole suite)
-#   SUITE_TIMEOUT / DEMO_TIMEOUT   seconds (300 / 240): the check stays < 9 min
-#                 on one H200 with 16 cores; a part cut short is reported so
+#   BUDGET        seconds for the whole check (510): the suite gets what the
+#                 install left minus DEMO_RESERVE (150 s), the demo the rest (at
+#                 least 60 s each); a part cut short is reported as timed out.
+#                 SUITE_TIMEOUT / DEMO_TIMEOUT cap them further.
 #   DEMO_ARGS     extra arguments for tools/demo.py
 # Exit status: 0 when every part that ran passed.
 set -uo pipefail
@@ -35,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     --skip-suite) RUN_SUITE=0 ;;
     --skip-demo) RUN_DEMO=0 ;;
     --out) OUT=$(realpath -m "$2"); shift ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +54,8 @@ if [[ -z ${WHEELHOUSE:-} ]]; then
   done
 fi
 VPY=$VENV/bin/python
+BUDGET=${BUDGET:-510}
+DEMO_RESERVE=${DEMO_RESERVE:-150}
 log() { printf '[gpu_check %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 declare -A TIME STATUS
@@ -90,7 +94,10 @@ if [[ ${STATUS[install]} == ok && $RUN_SUITE == 1 ]]; then
   if "$VPY" -c 'import xdist' 2>/dev/null && ((JOBS > 1)); then xdist=(-n "$JOBS"); fi
   # the fresh-setup build test downloads torch: it needs a package index
   read -r -a suite_args <<< "${SUITE_ARGS:-}"
-  part suite "${SUITE_TIMEOUT:-300}" "$DIR/pytest.log" env OMP_NUM_THREADS=1 \
+  left=$((BUDGET - (SECONDS - start) - DEMO_RESERVE * RUN_DEMO))
+  limit=$((left > 60 ? left : 60))
+  [[ -n ${SUITE_TIMEOUT:-} && $SUITE_TIMEOUT -lt $limit ]] && limit=$SUITE_TIMEOUT
+  part suite "$limit" "$DIR/pytest.log" env OMP_NUM_THREADS=1 \
     "$VPY" -m pytest -p no:cacheprovider -q "${xdist[@]}" --junitxml="$DIR/junit.xml" \
     --deselect tests/test_setup_env.py::test_fresh_setup_builds_mmcv_with_cxx20 \
     "${suite_args[@]}" || overall=1
@@ -118,7 +125,10 @@ fi
 if [[ ${STATUS[install]} == ok && $RUN_DEMO == 1 ]]; then
   read -r -a demo_args <<< "${DEMO_ARGS:-}"
   touch "$DIR/.demo_start"
-  part demo "${DEMO_TIMEOUT:-240}" "$DIR/demo.log" "$VPY" tools/demo.py "${demo_args[@]}" \
+  left=$((BUDGET - (SECONDS - start)))
+  limit=$((left > 60 ? left : 60))
+  [[ -n ${DEMO_TIMEOUT:-} && $DEMO_TIMEOUT -lt $limit ]] && limit=$DEMO_TIMEOUT
+  part demo "$limit" "$DIR/demo.log" "$VPY" tools/demo.py "${demo_args[@]}" \
     || overall=1
 fi
 

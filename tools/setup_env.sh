@@ -273,8 +273,11 @@ np_major=$("$VPY" "$PROBE" numpy-major || true)
 if ((${np_major:-0} >= 2)); then
   if ! "$VPY" -c 'import xtcocotools._mask' 2>/dev/null; then
     log "numpy 2: building xtcocotools from its sdist against the numpy present"
-    pipi --no-build-isolation --no-binary=xtcocotools --no-cache-dir --force-reinstall xtcocotools
+    # --no-deps: --force-reinstall would reinstall numpy too
+    pipi --no-deps --no-build-isolation --no-binary=xtcocotools --no-cache-dir --force-reinstall \
+      xtcocotools
   fi
+  pipi --no-build-isolation xtcocotools  # its dependencies, where missing
 else
   pipi --no-build-isolation xtcocotools
 fi
