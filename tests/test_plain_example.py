@@ -125,3 +125,25 @@ def test_every_flag_is_documented(example):
     assert len(parser_flags) >= 14
     missing = [f for f in parser_flags if f'`{f}' not in text]
     assert not missing, f'{DOC} does not list {missing}'
+
+
+def test_resume_without_usable_sgs_state_refreshes_at_once(example, tmp_path, capsys):
+    """A checkpoint whose SGS state fits no layer (here: saved under other layer
+    names, or no SGS state at all) must not leave G = 1 until the next
+    scheduled refresh."""
+    args = ['--warmup', '1', '--interval', '10']
+    example['main'](small_args(tmp_path, '--epochs', 2, *args))
+    capsys.readouterr()
+    ckpt = tmp_path / 'latest.pth'
+    state = torch.load(ckpt, weights_only=True)
+    renamed = dict(state, sgs=dict(state['sgs'], scales={
+        n.replace('.', '_'): g for n, g in state['sgs']['scales'].items()}))
+    without = {k: v for k, v in state.items() if k != 'sgs'}
+    for i, bad in enumerate([renamed, without]):
+        torch.save(bad, tmp_path / f'bad{i}.pth')
+        example['main'](small_args(tmp_path, '--epochs', 3, '--resume', tmp_path / f'bad{i}.pth',
+                                   *args))
+        out = capsys.readouterr().out
+        assert re.search(r'restored G of [01] of 17 layers: SGS refreshes at the resume point '
+                         r'\(epoch 2\)', out), out
+        assert re.search(r'^epoch 2: SGS refresh #\d+ ', out, re.M), out

@@ -120,12 +120,17 @@ def main(argv=None):
     sgs = SpatialGradScaler(model, k=5)  # method='nmi'; the DDP wrapper is unwrapped
     sgs.attach(optimizer)
     start = 0
+    refresh_now = False  # a resume past the warm-up without G for every layer
     if args.resume:
         ckpt = torch.load(args.resume, map_location=device, weights_only=True)
         (model.module if distributed else model).load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
-        sgs.load_state_dict(ckpt['sgs'])
+        restored = sgs.load_state_dict(ckpt['sgs']) if 'sgs' in ckpt else 0
         start = ckpt['epoch']
+        if start > args.warmup and (restored < len(sgs.scales()) or not sgs.num_refreshes):
+            refresh_now = True
+            say(f'the checkpoint restored G of {restored} of {len(sgs.scales())} layers: '
+                f'SGS refreshes at the resume point (epoch {start})')
         trained_for = ckpt.get('epochs', ckpt['scheduler']['T_max'])
         say(f'resumed {args.resume}: {start} of {trained_for} epochs done, '
             f'SGS refresh #{sgs.num_refreshes}')
@@ -151,7 +156,8 @@ def main(argv=None):
     for epoch in range(start, args.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        if epoch == args.warmup or (epoch > args.warmup and epoch % args.interval == 0):
+        scheduled = epoch == args.warmup or (epoch > args.warmup and epoch % args.interval == 0)
+        if scheduled or (refresh_now and epoch == start):
             batches = [x.to(device) for x, _ in itertools.islice(loader, 2)]
             report = sgs.refresh(batches)  # eval + no_grad inside; all ranks get one G
             say(f'epoch {epoch}: SGS refresh #{report.refresh} '
