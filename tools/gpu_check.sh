@@ -97,6 +97,7 @@ if [[ ${STATUS[install]} == ok && $RUN_SUITE == 1 ]]; then
   left=$((BUDGET - (SECONDS - start) - DEMO_RESERVE * RUN_DEMO))
   limit=$((left > 60 ? left : 60))
   [[ -n ${SUITE_TIMEOUT:-} && $SUITE_TIMEOUT -lt $limit ]] && limit=$SUITE_TIMEOUT
+  SUITE_CMD="pytest ${xdist[*]} ${suite_args[*]:-(whole suite)}, limit ${limit} s"
   part suite "$limit" "$DIR/pytest.log" env OMP_NUM_THREADS=1 \
     "$VPY" -m pytest -p no:cacheprovider -q "${xdist[@]}" --junitxml="$DIR/junit.xml" \
     --deselect tests/test_setup_env.py::test_fresh_setup_builds_mmcv_with_cxx20 \
@@ -133,7 +134,9 @@ if [[ ${STATUS[install]} == ok && $RUN_DEMO == 1 ]]; then
 fi
 
 # 4. the summary
-versions=$("$VPY" - <<'EOF' 2>&1
+vpy=$VPY
+[[ -x $vpy ]] || vpy=$(command -v "${PYTHON:-python3}")
+versions=$("$vpy" - <<'EOF' 2>&1
 import platform, subprocess, sys
 def ver(mod):
     try:
@@ -142,7 +145,11 @@ def ver(mod):
     except Exception as exc:  # noqa: BLE001
         return f'not importable ({exc.__class__.__name__})'
 print(f'- Python {platform.python_version()} ({sys.executable})')
-import torch
+try:
+    import torch
+except ImportError as exc:
+    print(f'- torch: not importable ({exc})')
+    sys.exit()
 print(f'- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN '
       f'{torch.backends.cudnn.version() if torch.cuda.is_available() else "-"}')
 if torch.cuda.is_available():
@@ -184,7 +191,15 @@ EOF
   done
   echo "| total | | $((SECONDS - start)) |"
   echo
+  if [[ ${STATUS[install]} != ok ]]; then
+    echo "## Install failed: the end of install.log"
+    echo '```'
+    tail -n 15 "$DIR/install.log"
+    echo '```'
+    echo
+  fi
   echo "## Tests"
+  [[ -n ${SUITE_CMD:-} ]] && echo "$SUITE_CMD:"
   echo "$TESTS"
   echo
   echo "## Demo results"
