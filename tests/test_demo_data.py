@@ -188,3 +188,24 @@ def test_shared_mpii_fixture_through_our_configs(tmp_path):
     assert ds_tr[0]['data_samples'].gt_fields.heatmaps.shape == (16, 64, 64)
     m = _evaluate(cfg, _model(cfg), ds, 2)
     assert 0 <= m['PCK'] <= 100 and 'PCK@0.1' in m
+
+
+def test_chance_levels_of_trivial_predictors(demo_root):
+    """sgs_mm.data.chance scores trivial predictors with the libraries'
+    metric code: 1/num_classes; the majority class everywhere; the mean
+    pose in each box (well below what a trained model reaches)."""
+    from sgs_mm.data.chance import demo_chance
+    ch = demo_chance(str(demo_root))
+    assert ch['cls']['top-1'] == 25.0 and ch['cls']['num_classes'] == 4
+    seg = ch['seg']
+    # one class predicted: mAcc = 100 / (classes present in the val labels)
+    assert 100 / 6 - 1e-3 <= seg['mAcc'] <= 100 / 3 + 1e-3
+    assert 0 < seg['mIoU'] < seg['aAcc'] < 100
+    assert 0 <= ch['pose']['PCKh@0.5'] < 60
+
+
+def test_figures_lean_so_the_mean_pose_is_no_good_predictor(tmp_path):
+    from sgs_mm.data.chance import pose_chance
+    from sgs_mm.data.synthetic import make_mpii
+    make_mpii(str(tmp_path / 'mpii'), num_train=60, num_val=30, seed=3)
+    assert pose_chance(str(tmp_path / 'mpii'))['PCKh@0.5'] < 40

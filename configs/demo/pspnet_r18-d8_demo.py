@@ -41,8 +41,8 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # no worker processes: cheaper on a 2-core CPU
+    persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type='CityscapesDataset',
@@ -52,8 +52,8 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # no worker processes: cheaper on a 2-core CPU
+    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='CityscapesDataset',
@@ -71,9 +71,11 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
          by_epoch=False)
 ]
+# no validation during training (val_begin after the last iteration):
+# tools/test.py evaluates the final checkpoint
 train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iters,
-    val_interval=max_iters + 1)  # only mmengine's final validation
+    type='IterBasedTrainLoop', max_iters=max_iters, val_begin=max_iters + 1,
+    val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(

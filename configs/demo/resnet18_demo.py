@@ -40,8 +40,8 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=32,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # no worker processes: cheaper on a 2-core CPU
+    persistent_workers=False,
     dataset=dict(
         type='ImageNet',
         data_root=data_root,
@@ -51,8 +51,8 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=50,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # no worker processes: cheaper on a 2-core CPU
+    persistent_workers=False,
     dataset=dict(
         type='ImageNet',
         data_root=data_root,
@@ -71,11 +71,12 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0,
          end=max_epochs),
 ]
-# no periodic validation: mmengine validates once after the last epoch,
-# and tools/test.py evaluates the final checkpoint (set
-# train_cfg.val_interval=1 to validate during training)
+# no validation during training (val_begin after the last epoch; mmengine
+# would otherwise validate after the last epoch): tools/test.py evaluates
+# the final checkpoint (train_cfg.val_begin=1 validates every val_interval)
 train_cfg = dict(
-    by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs + 1)
+    by_epoch=True, max_epochs=max_epochs, val_begin=max_epochs + 1,
+    val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(

@@ -4,7 +4,7 @@
 # (interval 2 instead of 5).
 _base_ = ['./resnet18_demo.py']
 custom_hooks = [
-    dict(type='SpatialGradScalingHook', method='nmi', k=5, interval=2,
-         warmup=1, num_batches=2, diag_removal=True, mode='grad',
+    dict(type='SpatialGradScalingHook', method='nmi', k=5, unit='epoch',
+         interval=2, warmup=1, num_batches=2, diag_removal=True, mode='grad',
          enabled=True)
 ]

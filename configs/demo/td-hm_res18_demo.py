@@ -9,8 +9,10 @@ custom_imports = dict(
     imports=['sgs_mm', 'sgs_mm.checkpoint'], allow_failed_imports=False)
 data_root = 'data/demo/mpii/'
 max_epochs = 6
-# only mmengine's validation after the last epoch; tools/test.py evaluates
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
+# no validation during training (val_begin after the last epoch):
+# tools/test.py evaluates the final checkpoint
+train_cfg = dict(
+    max_epochs=max_epochs, val_begin=max_epochs + 1, val_interval=1)
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', begin=0, end=20, start_factor=0.01, by_epoch=False),
@@ -65,8 +67,8 @@ val_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=16,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # no worker processes: cheaper on a 2-core CPU
+    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
@@ -77,8 +79,8 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=25,
-    num_workers=1,
-    persistent_workers=True,
+    num_workers=0,  # no worker processes: cheaper on a 2-core CPU
+    persistent_workers=False,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
     dataset=dict(

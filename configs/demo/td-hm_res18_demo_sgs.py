@@ -4,7 +4,7 @@
 # diag_removal=False downstream, as in configs/simplebaseline.
 _base_ = ['./td-hm_res18_demo.py']
 custom_hooks = [
-    dict(type='SpatialGradScalingHook', method='nmi', k=5, interval=2,
-         warmup=1, num_batches=2, diag_removal=False, mode='grad',
+    dict(type='SpatialGradScalingHook', method='nmi', k=5, unit='epoch',
+         interval=2, warmup=1, num_batches=2, diag_removal=False, mode='grad',
          enabled=True),
 ] + _base_.custom_hooks  # mmpose's SyncBuffersHook

@@ -171,10 +171,16 @@ def heatmap_grid(row_names: Sequence[str], col_names: Sequence[str],
 
 
 def plot_g_grid(history: GHistory, layers: Sequence[str], records: Sequence[GRecord],
-                out: str, title: Optional[str] = None, annotate_max: int = 7) -> str:
-    """G heatmaps: rows = ``layers``, columns = ``records`` (PAPER.md Fig. 4/5)."""
+                out: str, title: Optional[str] = None, annotate_max: int = 7,
+                note: str = '') -> str:
+    """G heatmaps: rows = ``layers``, columns = ``records`` (PAPER.md Fig. 4/5).
+
+    ``note`` (e.g. which layers are left out) is added under the title.
+    """
     if title is None:
         title = f'Spatial gradient scaling G ({history.describe() or "SGS"})\n{history.source}'
+    if note:
+        title = f'{title}\n{note}'
     return heatmap_grid(
         list(layers), [r.label for r in records],
         lambda i, j: records[j].layers.get(layers[i]), out, title=title,

@@ -267,10 +267,12 @@ def make_cityscapes(root: str,
     return counts
 
 
-def _stick_figure(rng: np.random.Generator, size: int):
-    """Joint coordinates (16, 2) in pixels (0-based) of one standing figure
-    facing the camera: the person's right side is on the image left."""
-    hgt = rng.uniform(0.6, 0.8) * size  # head top to ankles
+def _stick_figure(rng: np.random.Generator, size: int,
+                  max_tilt: float = 40.0):
+    """Joint coordinates (16, 2) in pixels (0-based) of one figure facing the
+    camera (the person's right side is on the image left), leaning by up to
+    ``max_tilt`` degrees, so that the mean pose is no good predictor."""
+    hgt = rng.uniform(0.5, 0.7) * size  # head top to ankles
     cx = rng.uniform(0.4, 0.6) * size
     top = rng.uniform(0.05, 0.95 * size - hgt - 0.05 * size) + 0.05 * size
     u = hgt / 8.0  # body unit
@@ -295,6 +297,15 @@ def _stick_figure(rng: np.random.Generator, size: int):
         a2 = a1 + rng.uniform(-0.5, 0.2)
         j[kn] = j[hp] + 2.0 * u * np.array([s * np.sin(a1), np.cos(a1)])
         j[an] = j[kn] + 2.0 * u * np.array([s * np.sin(a2), np.cos(a2)])
+    # lean the whole figure about its middle, then keep it (with its head
+    # and line width) inside the image
+    t = np.deg2rad(rng.uniform(-max_tilt, max_tilt))
+    mid = (j.min(0) + j.max(0)) / 2
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    j = (j - mid) @ rot.T + mid
+    margin = 0.8 * u + 2
+    lo, hi = j.min(0), j.max(0)
+    j += np.maximum(margin - lo, 0) - np.maximum(hi - (size - 1 - margin), 0)
     return j, u
 
 
@@ -361,9 +372,11 @@ def make_mpii(root: str,
             img_id += 1
             cv2.imwrite(osp.join(root, 'images', name), img, _JPEG)
             j1 = j + 1.0  # MPII (Matlab) coordinates are 1-based
-            top, bot = j1[:, 1].min(), j1[:, 1].max()
-            center = [float(j1[:, 0].mean()), float((top + bot) / 2)]
-            scale = float((bot - top) * 1.25 / 200.0)
+            # the person box: centre of the joints' extent, scale = its
+            # larger side * 1.25 / 200 (MPII's scale is person height / 200)
+            lo, hi = j1.min(0), j1.max(0)
+            center = [float((lo[0] + hi[0]) / 2), float((lo[1] + hi[1]) / 2)]
+            scale = float((hi - lo).max() * 1.25 / 200.0)
             records.append(
                 dict(
                     joints_vis=[1] * 16,

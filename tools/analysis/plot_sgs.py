@@ -61,22 +61,28 @@ def run(args) -> str:
     layers = select_layers(history.layer_names, args.layers, what='layers with G in '
                            f'{history.source}')
     records = history.records
+    n_layers, n_records = len(layers), len(records)
     if args.paper:
         layers = first_middle_last(layers)
         records = [records[0], records[-1]] if len(records) > 1 else records
+        how = 'first, middle and last layer; first and last refresh'
     else:
-        picked = evenly_spaced(layers, args.max_layers)
-        if len(picked) < len(layers):
-            print(f'note: showing {len(picked)} of {len(layers)} layers (--max-layers)')
-        layers = picked
-        picked = evenly_spaced(records, args.max_refreshes)
-        if len(picked) < len(records):
-            print(f'note: showing {len(picked)} of {len(records)} refreshes (--max-refreshes)')
-        records = picked
+        layers = evenly_spaced(layers, args.max_layers)
+        records = evenly_spaced(records, args.max_refreshes)
+        how = 'evenly spaced; --max-layers 0 --max-refreshes 0 show all'
+    # the figure says what it leaves out, as the console does
+    left_out = []
+    if len(layers) < n_layers:
+        left_out.append(f'{len(layers)} of {n_layers} layers')
+    if len(records) < n_records:
+        left_out.append(f'{len(records)} of {n_records} refreshes')
+    note = f'showing {" and ".join(left_out)} ({how})' if left_out else ''
+    if note:
+        print(f'note: {note}')
 
     from sgs_mm.analysis.plots import plot_g_grid
     out = args.out or default_out(args.path, args.paper)
-    plot_g_grid(history, layers, records, out)
+    plot_g_grid(history, layers, records, out, note=note)
     first, last = records[0], records[-1]
     print(f'{len(layers)} layer(s) x {len(records)} refresh(es) from {history.source}')
     for name in layers:

@@ -1,0 +1,172 @@
+"""tools/demo.py: device plan (CPU / one GPU / torchrun on N GPUs), the
+README block of results.md, and (slow) a whole demo run whose table must be
+the one the README carries between the demo-results markers."""
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _demo():
+    spec = importlib.util.spec_from_file_location('_tool_demo',
+                                                  REPO / 'tools' / 'demo.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_device_plan_cpu_gpu_torchrun():
+    demo = _demo()
+    cpu = demo.device_plan(None, 0, 2)
+    assert cpu['device'] == 'cpu' and cpu['launcher'] == 'none'
+    assert cpu['jobs'] == 2 and cpu['env']['OMP_NUM_THREADS'] == '1'
+    assert 'CUDA_VISIBLE_DEVICES' not in cpu['env']
+    forced = demo.device_plan(0, 8, 16)  # --gpus 0 on a GPU machine
+    assert forced['env']['CUDA_VISIBLE_DEVICES'] == '' and forced['jobs'] == 4
+    one = demo.device_plan(None, 8, 16)  # a GPU: every stage on it
+    assert (one['launcher'], one['nproc'], one['jobs'], one['device']) == \
+        ('none', 1, 1, 'cuda x1')
+    many = demo.device_plan(4, 8, 16)  # GPUS=4: torchrun, 4 processes
+    assert (many['launcher'], many['nproc'], many['jobs'], many['device']) == \
+        ('pytorch', 4, 1, 'cuda x4')
+    with pytest.raises(ValueError, match='only 1 CUDA device'):
+        demo.device_plan(2, 1, 16)
+
+
+def test_gpus_n_runs_each_stage_under_torchrun(tmp_path, monkeypatch, capsys):
+    """The stage commands of `make demo GPUS=4` (dry run, so no GPU needed):
+    torchrun with 4 processes, --launcher pytorch, train then test."""
+    demo = _demo()
+    monkeypatch.chdir(tmp_path)
+    demo.main(['--gpus', '4', '--dry-run', '--work-root',
+               str(tmp_path / 'wd')])
+    out = [line for line in capsys.readouterr().out.splitlines()
+           if line.startswith('[pipeline] ') and '.py' in line]
+    assert len(out) == 12  # 6 stages x (train, test)
+    for line in out:
+        argv = line.split()[1:]
+        assert argv[1:5] == ['-m', 'torch.distributed.run',
+                             '--nproc_per_node=4', '--master_port=29500']
+        assert argv[argv.index('--launcher') + 1] == 'pytorch'
+    assert sum('tools/train.py' in line for line in out) == 6
+    assert not (tmp_path / 'wd').exists()
+
+
+def _results(metrics_by_stage, device='cpu'):
+    spec = [('pretrain_r18', 'cls', 'ResNet-18', 'Baseline'),
+            ('pretrain_r18_sgs', 'cls', 'ResNet-18', 'SGS'),
+            ('pspnet_r18', 'seg', 'PSPNet-18', 'Baseline'),
+            ('pspnet_r18_sgs', 'seg', 'PSPNet-18', 'SGS')]
+    return dict(work_root='wd', stages=[
+        dict(name=n, task=t, device=device, metrics=metrics_by_stage[n],
+             table=dict(model=m, variant=v)) for n, t, m, v in spec])
+
+
+def test_readme_block_has_chance_and_device_and_no_times():
+    demo = _demo()
+    res = _results({
+        'pretrain_r18': {'accuracy/top1': 90.5},
+        'pretrain_r18_sgs': {'accuracy/top1': 91.5},
+        'pspnet_r18': dict(mIoU=71.81, mAcc=82.0, aAcc=85.44),
+        'pspnet_r18_sgs': dict(mIoU=72.7, mAcc=82.9, aAcc=86.0)})
+    chance = dict(cls={'top-1': 25.0, 'num_classes': 4},
+                  seg=dict(mIoU=6.02, mAcc=16.67, aAcc=36.13))
+    block = demo.readme_table(res, chance)
+    assert block.startswith(demo.MARK_START) and \
+        block.rstrip().endswith(demo.MARK_END)
+    assert '| ResNet-18 | classification (top-1) | 25.0 | 90.5 | 91.5 | cpu |' \
+        in block
+    assert '| PSPNet-18 | segmentation (mIoU / mAcc / aAcc) | 6.0 / 16.7 / ' \
+        '36.1 | 71.8 / 82.0 / 85.4 | 72.7 / 82.9 / 86.0 | cpu |' in block
+    # the block is found again in any text, e.g. the README
+    assert demo.extract_block(f'# README\n\ntext\n{block}\nmore\n') == block
+    assert demo.above_chance(res, chance) == []
+    res['stages'][0]['metrics']['accuracy/top1'] = 20.0
+    assert demo.above_chance(res, chance) == [
+        'pretrain_r18 top-1 20.0 <= chance 25.0']
+
+
+def _readme_block():
+    """The demo-results block of the README (or of docs/, where the README's
+    demo section may live)."""
+    demo = _demo()
+    for path in [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md')):
+        if path.is_file() and demo.MARK_START in path.read_text():
+            return path, demo.extract_block(path.read_text())
+    pytest.fail(f'no {demo.MARK_START} ... {demo.MARK_END} block in README.md'
+                ' or docs/*.md: paste `python tools/demo.py '
+                '--print-readme-table` there')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_demo_run_matches_the_readme_table(tmp_path):
+    """A fresh `make demo` (on the CPU, as the README's table was made) into a
+    temporary work root: it talks (progress lines, log paths, no repeated
+    library warning), every stage learns above chance, SGS changes G, the
+    figures exist, and results.md's block is the README's, number for
+    number."""
+    demo = _demo()
+    work, data = tmp_path / 'wd', tmp_path / 'data'
+    cmd = [sys.executable, str(REPO / 'tools' / 'demo.py'), '--gpus', '0',
+           '--work-root', str(work), '--data-root', str(data),
+           '--progress', '15']
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    assert 'pkg_resources' not in out
+    for k in range(1, 7):
+        assert re.search(rf'\] {k}/6 \w+: training on cpu, log \S+pipeline'
+                         r'\.log', out), out
+    stamps = [int(m[0]) * 60 + int(m[1])
+              for m in re.findall(r'^\[demo (\d\d):(\d\d)\]', out, re.M)]
+    assert stamps and max(b - a for a, b in zip(stamps, stamps[1:])) <= 30
+    assert re.search(r'ETA \d', out) and 'SGS refresh #1' in out
+    assert 'WARNING: not above chance' not in out
+    md = (work / 'results.md').read_text()
+    assert 'synthetic and tiny' in md and 'Chance' in md
+    res = json.loads((work / 'results.json').read_text())
+    chance = json.loads((data / 'demo_chance.json').read_text())['chance']
+    assert demo.above_chance(res, chance) == []
+    assert len(demo.g_summary(res)) == 3  # every SGS stage refreshed G
+    for name in ('pretrain_r18_sgs', 'pspnet_r18_sgs',
+                 'simplebaseline_r18_sgs'):
+        assert (work / name / 'sgs_g.png').is_file()
+    for name in ('pretrain_r18', 'pspnet_r18', 'simplebaseline_r18'):
+        assert (work / f'compare_{name}.png').is_file()
+        assert (work / f'kernels_{name}.png').is_file()
+    block = demo.extract_block(md)
+    readme, expected = _readme_block()
+    assert block == expected, (
+        f'{readme} carries another demo table than a fresh run gives; '
+        f'paste the new one:\n{block}')
+
+
+def test_g_figure_says_which_layers_it_leaves_out(tmp_path, monkeypatch):
+    """sgs_g.png of a 17-layer run shows 12 layers and says so."""
+    import sgs_mm.analysis.plots as plots
+    lines = [json.dumps(dict(format='sgs_mm.g_history', version=2,
+                             method='nmi', k=5.0, mode='grad', unit='epoch'))]
+    for r in (1, 2):
+        lines.append(json.dumps(dict(refresh=r, epoch=r, iter=10 * r, layers={
+            f'backbone.layer{i}.conv': [[1.0] * 3] * 3 for i in range(17)})))
+    (tmp_path / 'sgs_g_history.jsonl').write_text('\n'.join(lines) + '\n')
+    seen = {}
+    monkeypatch.setattr(plots, 'plot_g_grid', lambda h, layers, recs, out,
+                        **kw: seen.update(kw, layers=layers))
+    spec = importlib.util.spec_from_file_location(
+        '_tool_plot_sgs', REPO / 'tools' / 'analysis' / 'plot_sgs.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.run(tool.parse_args([str(tmp_path)]))
+    assert len(seen['layers']) == 12
+    assert seen['note'].startswith('showing 12 of 17 layers')
+    # everything shown: no note
+    tool.run(tool.parse_args([str(tmp_path), '--max-layers', '0']))
+    assert seen['note'] == ''
