@@ -115,7 +115,7 @@ if [[ -n $WH_OUT ]]; then
     done
     resolve=(--dry-run --ignore-installed)
   fi
-  # the --no-deps packages: mmengine, mmpose, openmim (and xtcocotools under numpy 2)
+  # the --no-deps packages (xtcocotools: below)
   nodeps=(mmengine mmpose openmim)
   log "resolving"
   "$WPY" -m pip install --disable-pip-version-check "${resolve[@]}" -q --report "$TMP/report.json" \
@@ -146,28 +146,35 @@ if [[ -n $WH_OUT ]]; then
   # a prebuilt mmcv fitting the target torch: from the cache (by key) or a
   # PIP_FIND_LINKS folder (its ops must load against that torch)
   if tinfo=$(torch_of "$WPY"); then
-    ops=cpu
-    [[ $MMCV_CUDA == 1 ]] && ops=cuda
-    key=$("$WPY" "$PROBE" mmcv-key "$ops")
+    # wheels built here for this torch/CUDA/Python: every ops variant in the cache
+    base=$("$WPY" "$PROBE" mmcv-key OPS)
+    base=${base%-OPS}
     found=
-    for w in "$CACHE/mmcv/$key"/mmcv-2.1.0-*.whl; do
-      [[ -f $w ]] && found=$w && break
+    for d in "$CACHE/mmcv/$base"-*/; do
+      for w in "$d"mmcv-2.1.0-*.whl; do
+        [[ -f $w ]] || continue
+        mkdir -p "$WH_OUT/mmcv/$(basename "$d")"
+        cp "$w" "$WH_OUT/mmcv/$(basename "$d")/"
+        found=$w
+        log "prebuilt mmcv for torch ${tinfo%% *}: $w -> mmcv/$(basename "$d")/"
+      done
     done
-    if [[ -z $found ]]; then
+    if [[ -z $found ]]; then  # else a wheel whose compiled ops load against that torch
       for d in $CACHE ${PIP_FIND_LINKS:-}; do
         case $d in *://*) continue ;; esac
         for w in "$(abspath "$d")"/mmcv-2.1.0-"$pytag"-*.whl; do
-          [[ -f $w ]] && "$WPY" "$PROBE" ext-loads "$w" 2>/dev/null && found=$w && break 2
+          if [[ -f $w ]] && "$WPY" "$PROBE" ext-loads "$w" 2>/dev/null; then
+            mkdir -p "$WH_OUT/mmcv/$base-cpu"
+            cp "$w" "$WH_OUT/mmcv/$base-cpu/"
+            found=$w
+            log "prebuilt mmcv for torch ${tinfo%% *}: $w -> mmcv/$base-cpu/"
+            break 2
+          fi
         done
       done
     fi
-    if [[ -n $found ]]; then
-      mkdir -p "$WH_OUT/mmcv/$key"
-      cp "$found" "$WH_OUT/mmcv/$key/"
-      log "prebuilt mmcv for torch ${tinfo%% *}: $found -> mmcv/$key/"
-    else
-      log "no prebuilt mmcv wheel fits torch ${tinfo%% *} ($key): the target builds it from the sdist"
-    fi
+    [[ -n $found ]] \
+      || log "no prebuilt mmcv wheel fits torch ${tinfo%% *} ($base): the target builds it from the sdist"
   else
     log "$WPY has no torch: the target builds mmcv from the sdist"
   fi
