@@ -448,7 +448,8 @@ def test_stage_status_from_mmengine_log_lines():
     assert st.line() == '2/6 pretrain_r18_sgs: epoch 2/4, iter 10/25, ' \
         'ETA 0:00:14'
     event = st.feed('12/02 06:03:03 - mmengine - INFO - SGS refresh #1 at '
-                    'epoch 1 (1.08s, 17 layers; centre [min,max]): ...')
+                    'epoch 1 (1.08s, 2 batch(es), 17 layers; centre '
+                    '[min,max]): ...')
     assert event == '2/6 pretrain_r18_sgs: SGS refresh #1 at epoch 1 ' \
         '(17 layers, 1.08s)'
     st.set_phase('testing')

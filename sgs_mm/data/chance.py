@@ -14,6 +14,7 @@ code (so a trained model's number can be read against it).
 import argparse
 import json
 import os.path as osp
+import warnings
 from typing import Dict
 
 import numpy as np
@@ -88,10 +89,15 @@ def pose_chance(root: str) -> Dict[str, float]:
     MMLogger.get_instance('sgs_mm.chance', log_level='WARNING')
 
     def instances(split, **kw):
-        ds = MpiiDataset(ann_file=f'annotations/mpii_{split}.json',
-                         data_root=root, data_mode='topdown',
-                         data_prefix=dict(img='images/'), pipeline=[],
-                         test_mode=True, serialize_data=False, **kw)
+        with warnings.catch_warnings():
+            # mmpose looks for its metainfo file relative to the current
+            # folder first, warns, then takes its packaged copy
+            warnings.filterwarnings('ignore', message='The metainfo config '
+                                    'file', category=UserWarning)
+            ds = MpiiDataset(ann_file=f'annotations/mpii_{split}.json',
+                             data_root=root, data_mode='topdown',
+                             data_prefix=dict(img='images/'), pipeline=[],
+                             test_mode=True, serialize_data=False, **kw)
         return [ds.get_data_info(i) for i in range(len(ds))]
 
     def offsets(info):

@@ -345,7 +345,7 @@ _LOG_POS = re.compile(r'(Epoch|Iter)\((train|val|test)\)\s+(?:\[\s*(\d+)\])?'
                       r'\[\s*(\d+)/(\d+)\]')
 _LOG_ETA = re.compile(r'\beta: (\d+ days?, [\d:]+|[\d:]+)')
 _LOG_REFRESH = re.compile(r'SGS refresh #(\d+) at (\w+ \d+) \(([\d.]+s)'
-                          r'[^)]*?(\d+) layers')
+                          r'.*?(\d+) layers')
 
 
 class StageStatus:
