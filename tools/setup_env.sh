@@ -330,8 +330,9 @@ if ! mmcv_fits 2>/dev/null; then
     log "looking for a prebuilt mmcv 2.1.0 wheel in: ${links[*]}"
     for d in "${links[@]}"; do
       rm -rf "$TMP/dl" && mkdir -p "$TMP/dl"
-      "$VPY" -m pip download --disable-pip-version-check --no-index --no-deps --only-binary=:all: \
-        --find-links "$d" -d "$TMP/dl" -q mmcv==2.1.0 >/dev/null 2>&1 || continue
+      # this source only (PIP_FIND_LINKS and pip.conf would add theirs to --find-links)
+      PIP_FIND_LINKS=$d "$VPY" -m pip download --disable-pip-version-check --no-index --no-deps \
+        --only-binary=:all: --find-links "$d" -d "$TMP/dl" -q mmcv==2.1.0 >/dev/null 2>&1 || continue
       for w in "$TMP"/dl/mmcv-2.1.0-*.whl; do
         [[ -f $w ]] || continue
         if ! "$VPY" "$PROBE" ext-loads "$w"; then
