@@ -254,7 +254,10 @@ stages = [
     # mmengine's loops also validate after the last iteration/epoch
     assert seg['best_val']['metric'] == 'mIoU'
     assert seg['best_val']['step'] == 4
-    assert pre['sgs_history'] and Path(pre['sgs_history']).is_file()
+    # paths relative to the work root
+    assert pre['sgs_history'] == 'pre/sgs_g_history.jsonl'
+    assert (wd / pre['sgs_history']).is_file()
+    assert seg['init_checkpoint'] == 'pre/epoch_2.pth'
     md = (wd / 'results.md').read_text()
     assert '| pre | cls | cpu |' in md and '| seg | seg | cpu | pre |' in md
     assert 'Table 7 style' in md

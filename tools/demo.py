@@ -415,8 +415,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Run the sgs_mm demo chain (pretrain -> segmentation / '
         'pose, with and without SGS) on generated data.')
-    p.add_argument('--data-root', default=DEFAULT_DATA)
-    p.add_argument('--work-root', default='work_dirs/demo')
+    p.add_argument('--data-root', default=DEFAULT_DATA,
+                   help='where the generated data goes (default: data/demo '
+                   'in the repository)')
+    p.add_argument('--work-root', default='work_dirs/demo',
+                   help='where the stages run (default: work_dirs/demo in '
+                   'the repository)')
     p.add_argument('--seed', type=int, default=0, help='data seed')
     p.add_argument('--gpus', type=int, default=None, metavar='N',
                    help='0: the CPU; N: N GPUs (N > 1: torchrun, one process '
@@ -440,6 +444,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # folders given on the command line are relative to where it was typed
+    for key, default in (('work_root', 'work_dirs/demo'),
+                         ('data_root', DEFAULT_DATA)):
+        if getattr(args, key) != default:
+            setattr(args, key, osp.abspath(getattr(args, key)))
     os.chdir(REPO)
     if args.print_readme_table:
         path = osp.join(args.work_root, 'results.md')
