@@ -238,3 +238,19 @@ def test_missing_labeltrainids_and_headbox_are_reported(tmp_path):
     with pytest.raises(DatasetNotFoundError,
                        match=r'head-box file .*mpii_gt_val\.mat'):
         check_dataset_cfg(ds)
+
+
+def test_convert_backbone_cli_runs_without_runpy_warning(tmp_path):
+    """``python -m sgs_mm.checkpoint.convert_backbone`` must not import its own
+    module twice (runpy's RuntimeWarning when the package imported it first)."""
+    import subprocess
+    import sys
+    src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
+    torch.save(dict(state_dict={'backbone.conv1.weight': torch.ones(2, 3, 7, 7),
+                                'head.fc.weight': torch.ones(1)}), src)
+    proc = subprocess.run(
+        [sys.executable, '-W', 'error::RuntimeWarning', '-m', 'sgs_mm.checkpoint.convert_backbone',
+         str(src), str(dst), '--to', 'plain'], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'RuntimeWarning' not in proc.stderr
+    assert list(torch.load(dst, weights_only=True)['state_dict']) == ['backbone.conv1.weight']

@@ -3,9 +3,9 @@
 Importing this package registers the ``StrictPretrained`` weight initialiser
 in mmengine's root registry.
 """
-from .convert_backbone import (BackboneKeyMismatch, StrictPretrainedInit,
-                               convert_backbone_state, extract_backbone_state,
-                               load_backbone_strict, stem_style)
+from .backbone_state import (BackboneKeyMismatch, StrictPretrainedInit,
+                             convert_backbone_state, extract_backbone_state,
+                             load_backbone_strict, stem_style)
 
 __all__ = [
     'BackboneKeyMismatch', 'StrictPretrainedInit', 'convert_backbone_state',
