@@ -170,3 +170,25 @@ def test_g_figure_says_which_layers_it_leaves_out(tmp_path, monkeypatch):
     # everything shown: no note
     tool.run(tool.parse_args([str(tmp_path), '--max-layers', '0']))
     assert seen['note'] == ''
+
+
+def test_g_figure_of_an_iteration_loop_labels_iterations(tmp_path,
+                                                         monkeypatch):
+    """An epoch schedule on mmseg's iteration loop records epoch 0 at every
+    refresh: the columns say 'iter 15', 'iter 60', not 'epoch 0' thrice."""
+    import sgs_mm.analysis.plots as plots
+    lines = [json.dumps(dict(format='sgs_mm.g_history', version=2,
+                             method='nmi', k=5.0, mode='grad', unit='epoch'))]
+    for r, it in ((1, 15), (2, 60)):
+        lines.append(json.dumps(dict(refresh=r, epoch=0, iter=it, layers={
+            'conv': [[1.0] * 3] * 3})))
+    (tmp_path / 'sgs_g_history.jsonl').write_text('\n'.join(lines) + '\n')
+    seen = {}
+    monkeypatch.setattr(plots, 'plot_g_grid', lambda h, layers, recs, out,
+                        **kw: seen.update(labels=[r.label for r in recs]))
+    spec = importlib.util.spec_from_file_location(
+        '_tool_plot_sgs', REPO / 'tools' / 'analysis' / 'plot_sgs.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.run(tool.parse_args([str(tmp_path)]))
+    assert seen['labels'] == ['refresh 1\niter 15', 'refresh 2\niter 60']

@@ -58,6 +58,17 @@ def run(args) -> str:
     history = load_g_history(args.path, trusted=args.trust)
     for note in history.notes:
         print(f'note: {note}')
+    recs = history.records
+    if (len(recs) > 1 and all(r.unit == 'epoch' for r in recs)
+            and len({r.epoch for r in recs}) < len(recs)
+            and None not in {r.iter for r in recs}
+            and len({r.iter for r in recs}) == len(recs)):
+        # an epoch schedule on an iteration-based loop (mmseg) records the
+        # loop's epoch, which stays 0: the iteration tells the refreshes apart
+        for r in recs:
+            r.unit = 'iter'
+        print('note: the refreshes share one epoch number (an iteration-based loop): '
+              'columns are labelled by iteration')
     layers = select_layers(history.layer_names, args.layers, what='layers with G in '
                            f'{history.source}')
     records = history.records
