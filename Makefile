@@ -1,6 +1,7 @@
 # sgs_mm: two commands on a fresh machine.
 #   make test   set up .venv (idempotent) and run the test suite
 #   make demo   set up .venv (idempotent) and run the demo on built-in data
+#               (GPUS=N: N GPUs under torchrun; GPUS=0: the CPU)
 # Your own torch (docs/install.md):
 #   make env TORCH=keep [VENV=existing venv/conda env | PYTHON=python with torch] [MMCV_CUDA=1]
 #   make wheelhouse WHEELHOUSE=DIR PYTHON=target-python [LEAVE_OUT=present]
@@ -33,7 +34,7 @@ test-fast: env
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: env
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(if $(GPUS),--gpus $(GPUS))
 
 bench: env
 	$(PY) -m pip install -q -c requirements/constraints.txt -r requirements/bench.txt

@@ -498,20 +498,28 @@ def test_pipeline_spec_chains_the_paper_recipes(depth):
 
 
 @pytest.mark.parametrize('depth', DEPTHS)
-def test_pipeline_diag_removal_column_is_one_stage_more(depth):
-    """paper_rD_diag_removal.py = paper_rD.py (same work_root, so finished
-    stages are reused) + PSPNet with SGS and diag_removal=True from the SGS
-    pretrain, shown as its own Table 7 variant."""
+def test_pipeline_diag_removal_column_is_one_cfg_option_away(depth):
+    """paper_rD.py carries a disabled stage: PSPNet with SGS and
+    diag_removal=True from the SGS pretrain, shown as its own Table 7
+    variant; ``--cfg-options stages.<name>.enabled=True`` adds it, and
+    nothing else of the spec changes (same work_root: finished stages are
+    reused)."""
     from mmengine.config import Config
     from mmengine.registry import HOOKS
     import sgs_mm  # noqa: F401
-    from sgs_mm.launch.pipeline import load_spec, stage_commands
-    base = load_spec(str(CONFIGS / 'pipeline' / f'paper_r{depth}.py'))
-    spec = load_spec(str(CONFIGS / 'pipeline' /
-                         f'paper_r{depth}_diag_removal.py'))
+    from sgs_mm.launch.pipeline import (load_spec, split_stage_options,
+                                        stage_commands)
+    path = str(CONFIGS / 'pipeline' / f'paper_r{depth}.py')
+    name = f'pspnet_r{depth}_sgs_diag_removal'
+    base = load_spec(path)
+    assert name not in [s['name'] for s in base['stages']]
+    stage_opts, rest = split_stage_options({f'stages.{name}.enabled': True})
+    assert rest == {}
+    spec = load_spec(path, stage_opts)
     assert spec['work_root'] == base['work_root']
     assert spec['stages'][:-1] == base['stages']
     extra = spec['stages'][-1]
+    assert extra['name'] == name and extra['enabled'] is True
     assert extra['config'] == f'configs/{_sgs(paper_pspnet(depth))}'
     assert extra['init_from'] == f'pretrain_r{depth}_sgs'
     assert extra['table'] == dict(model=f'PSPNet-{depth}',

@@ -30,6 +30,49 @@ def test_load_spec_rejects_unknown_or_later_init_from(tmp_path):
                         "init_from='a'), dict(name='a', config='y.py')]\n"))
 
 
+def test_cfg_options_address_spec_stages_by_name(tmp_path, capsys):
+    """``--cfg-options stages.<name>.<field>=...`` changes that stage's spec
+    entry (an optional stage is enabled so); other keys stay config options
+    of every stage; unknown stages and stages starting from a disabled one
+    are named."""
+    from sgs_mm.launch.pipeline import load_spec, split_stage_options
+    path = _spec(tmp_path, (
+        "work_root='wd'\n"
+        "stages=[dict(name='a', config='x.py'),\n"
+        "        dict(name='b', config='y.py', init_from='a', enabled=False,\n"
+        "             cfg_options={'k': 1})]\n"))
+    assert [s['name'] for s in load_spec(path)['stages']] == ['a']
+    stage_opts, rest = split_stage_options({
+        'stages.b.enabled': True, 'stages.b.cfg_options.m': 2, 'x.y': 3})
+    assert rest == {'x.y': 3}
+    b = load_spec(path, stage_opts)['stages'][1]
+    assert b['name'] == 'b' and b['cfg_options'] == {'k': 1, 'm': 2}
+    with pytest.raises(ValueError, match="has no stage 'zz'; its stages: a, b"):
+        load_spec(path, {'zz': {'enabled': True}})
+    with pytest.raises(ValueError, match='initialises from a, which is not enabled'):
+        load_spec(path, {'a': {'enabled': False}, 'b': {'enabled': True}})
+    with pytest.raises(ValueError, match='stages.<stage name>.<field>'):
+        split_stage_options({'stages.b': 1})
+    # through the command line: the enabled stage runs, the option reaches
+    # every stage's config, the stage option does not
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        '_tool_pipeline', REPO / 'tools' / 'pipeline.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cli = tmp_path / 'cli'
+    cli.mkdir()
+    path = _spec(cli, (
+        f"stages=[dict(name='a', config='{REPO}/configs/demo/resnet18_demo.py'),\n"
+        f"        dict(name='b', config='{REPO}/configs/demo/pspnet_r18-d8_demo.py',\n"
+        "             init_from='a', enabled=False)]\n"))
+    tool.main([path, '--dry-run', '--work-root', str(tmp_path / 'wd'),
+               '--cfg-options', 'stages.b.enabled=True', 'foo.bar=7'])
+    out = capsys.readouterr().out
+    assert 'pspnet_r18-d8_demo.py' in out and out.count('foo.bar=7') == 4
+    assert 'stages.b' not in out
+
+
 def test_stage_commands_launchers():
     from sgs_mm.launch.pipeline import stage_commands
     st = dict(name='s', config='c.py', cfg_options={'a.b': 1})
@@ -68,6 +111,13 @@ def test_markdown_tables_layout():
     assert 'best val during training (selected on the reported split)' in md
     assert '| mIoU 70.4 @8 |' in md  # the labelled extra column
     assert 'no spread estimate' in md  # one run: no ± and no marking
+    # both PCKh means, where the metric reports them (the paper's Table 8
+    # mean of joints, the MPII benchmark's count-weighted one)
+    md = markdown_tables(dict(title='t', stages=[
+        _result('r', 'pose', dict(PCK=84.4, PCKh_weighted=84.4, PCKh_mean=82.1),
+                'Baseline', 'MSRA ResNet-18')]))
+    assert '| Model | Baseline (PCKh@0.5/PCKh@0.5 mean) |' in md
+    assert '| MSRA ResNet-18 | 84.4 / 82.1 |' in md
 
 
 def test_seeds_table_mean_std_and_paired_difference():

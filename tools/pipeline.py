@@ -36,7 +36,10 @@ def parse_args(argv=None):
                    '0..N-1, each chain in <work_root>/seed<k>/); 1 (default)'
                    ': one run with the configs\' own seeds in <work_root>/')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='options added to every stage')
+                   help='key=value options added to the config of every '
+                   'stage; a key stages.<stage>.<field> changes that stage\'s '
+                   'entry of the spec instead, e.g. '
+                   'stages.pspnet_r18_sgs_diag_removal.enabled=True')
     p.add_argument('--force', action='store_true',
                    help='rerun the selected stages even if finished')
     p.add_argument('--dry-run', action='store_true',
@@ -62,8 +65,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from sgs_mm.launch.pipeline import (load_spec, markdown_tables,
-                                        run_pipeline, stage_env)
-    spec = load_spec(args.spec)
+                                        run_pipeline, split_stage_options,
+                                        stage_env)
+    stage_options, cfg_options = split_stage_options(args.cfg_options)
+    spec = load_spec(args.spec, stage_options)
     env = None
     if args.threads:
         env = {k: v for k, v in stage_env(args.threads, base={}).items()
@@ -72,7 +77,7 @@ def main(argv=None):
         spec, work_root=args.work_root, only=args.stages,
         launcher=args.launcher, nproc=args.nproc, port=args.port,
         force=args.force, dry_run=args.dry_run, quiet=args.quiet,
-        slurm_partition=args.slurm_partition, cfg_options=args.cfg_options,
+        slurm_partition=args.slurm_partition, cfg_options=cfg_options or None,
         seeds=args.seeds, jobs=args.jobs, env=env, progress=args.progress)
     if not args.dry_run:
         print(markdown_tables(results))

@@ -13,8 +13,14 @@ A spec is an mmengine config file (``.py``/``.json``/``.yaml``)::
              init_ckpt='last',                  # 'last' (default) | 'best'
              init_key='model.backbone.init_cfg.checkpoint',  # ... goes here
              cfg_options=dict(), nproc=None,
+             enabled=True,                      # False: left out
              table=dict(model='PSPNet-18', variant='Baseline')),
     ]
+
+On the command line (``tools/pipeline.py --cfg-options``), a key
+``stages.<stage name>.<field>`` changes that stage's entry (e.g.
+``stages.pspnet_r18_sgs_diag_removal.enabled=True``); every other key is a
+config option of every stage.
 
 Evaluation protocol. Each stage trains with ``tools/train.py`` (a
 subprocess; ``torchrun`` for ``--launcher pytorch``, ``srun`` for
@@ -68,7 +74,10 @@ METRIC_COLUMNS = [
     ('mIoU', ('mIoU', )),
     ('mAcc', ('mAcc', )),
     ('aAcc', ('aAcc', )),
-    ('PCKh@0.5', ('PCK', 'PCKh')),
+    ('PCKh@0.5', ('PCK', 'PCKh')),  # joints weighted by count (MPII benchmark)
+    # plain mean over the joints (the paper's eval_PCKh.py, Table 8); only
+    # from sgs_mm's MpiiPCKhMeans metric
+    ('PCKh@0.5 mean', ('PCKh_mean', )),
 ]
 # the metric whose best in-training validation is reported (labelled)
 PRIMARY_METRICS = ('accuracy/top1', 'mIoU', 'PCK')
@@ -78,24 +87,71 @@ WITHIN_SPREAD = '~'
 # stage results written by this protocol (older ones are re-tested)
 PROTOCOL = 'final-checkpoint'
 
-__all__ = ['load_spec', 'run_pipeline', 'write_tables', 'stage_commands',
+__all__ = ['load_spec', 'split_stage_options', 'run_pipeline', 'write_tables', 'stage_commands',
            'markdown_tables', 'best_validation', 'seed_work_root',
            'stage_env', 'device_label', 'result_path', 'to_root',
            'from_root', 'resolve_stored', 'StageInputError', 'Console',
            'StageStatus']
 
 
-def load_spec(path: str) -> dict:
+def split_stage_options(options: Optional[dict]) -> Tuple[dict, dict]:
+    """Split command-line options into spec-stage overrides and the rest.
+
+    A key ``stages.<stage name>.<field>[.<sub key> ...]`` changes a field of
+    that stage's spec entry (``enabled``, ``nproc``, ``cfg_options`` ...);
+    every other key is a config option for every stage. Returns
+    ``({stage name: {field path: value}}, other options)``.
+    """
+    per_stage: Dict[str, Dict[str, object]] = {}
+    rest = {}
+    for key, value in (options or {}).items():
+        parts = key.split('.')
+        if parts[0] == 'stages':
+            if len(parts) < 3:
+                raise ValueError(f'{key}={value!r}: a stage option is '
+                                 'stages.<stage name>.<field>=<value>')
+            per_stage.setdefault(parts[1], {})['.'.join(parts[2:])] = value
+        else:
+            rest[key] = value
+    return per_stage, rest
+
+
+def _set_path(d: dict, path: str, value) -> None:
+    *outer, last = path.split('.')
+    for k in outer:
+        d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            raise ValueError(f'{path}: {k} is not a dict in the stage')
+    d[last] = value
+
+
+def load_spec(path: str, stage_options: Optional[dict] = None) -> dict:
+    """Read a pipeline spec. ``stage_options`` (from
+    :func:`split_stage_options`) changes stage entries by name before the
+    spec is checked; stages with ``enabled=False`` are left out."""
     from mmengine.config import Config
     cfg = Config.fromfile(path)
-    spec = dict(
-        work_root=cfg.get('work_root', 'work_dirs/pipeline'),
-        stages=[dict(s) for s in cfg.stages],
-        title=cfg.get('title', osp.splitext(osp.basename(path))[0]))
-    names = [s['name'] for s in spec['stages']]
+    stages = [dict(s) for s in cfg.stages]
+    names = [s['name'] for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f'duplicate stage names in {path}: {names}')
+    for name, fields in (stage_options or {}).items():
+        if name not in names:
+            raise ValueError(f'stages.{name}: {path} has no stage {name!r}; '
+                             f'its stages: {", ".join(names)}')
+        for field, value in fields.items():
+            _set_path(stages[names.index(name)], field, value)
+    off = [s['name'] for s in stages if s.get('enabled', True) is False]
+    stages = [s for s in stages if s['name'] not in off]
+    spec = dict(
+        work_root=cfg.get('work_root', 'work_dirs/pipeline'),
+        stages=stages,
+        title=cfg.get('title', osp.splitext(osp.basename(path))[0]))
+    names = [s['name'] for s in spec['stages']]
     for s in spec['stages']:
+        if s.get('init_from') in off:
+            raise ValueError(f'stage {s["name"]} initialises from '
+                             f'{s["init_from"]}, which is not enabled')
         if s.get('init_from') and s['init_from'] not in names:
             raise ValueError(f'stage {s["name"]}: init_from '
                              f'{s["init_from"]!r} is not a stage')
@@ -1022,10 +1078,13 @@ def markdown_tables(results: dict, preamble: str = '') -> str:
             ('seg', 'Table 7 style: semantic segmentation '
              '(mIoU/mAcc/aAcc)', ('mIoU', 'mAcc', 'aAcc')),
             ('pose', 'Table 8 style: pose estimation (PCKh@0.5)',
-             ('PCKh@0.5', ))):
+             ('PCKh@0.5', 'PCKh@0.5 mean'))):
         rows = [r for r in stages if r['task'] == task and r.get('table')]
         if not rows:
             continue
+        # columns after the first only where some stage has that metric
+        cols = cols[:1] + tuple(c for c in cols[1:] if any(
+            _metric(r['metrics'], keys[c]) is not None for r in rows))
         variants, models = [], []
         for r in rows:
             v, m = r['table'].get('variant', r['name']), r['table'].get(
