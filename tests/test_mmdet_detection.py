@@ -101,12 +101,15 @@ def run_tool(tool, *args, timeout=600):
 def test_retinanet_r18_with_sgs_trains_and_tests(tmp_path):
     write_coco(tmp_path / 'coco')
     # an mmpretrain ResNet-18 classifier checkpoint (the SGS pretrain stage saves these)
+    from mmengine.registry import DefaultScope
     from mmpretrain.models import ImageClassifier
     torch.manual_seed(0)
-    classifier = ImageClassifier(backbone=dict(type='ResNet', depth=18),
-                                 neck=dict(type='GlobalAveragePooling'),
-                                 head=dict(type='LinearClsHead', num_classes=10,
-                                           in_channels=512))
+    # built in mmpretrain's scope whatever scope an earlier test left behind
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = ImageClassifier(backbone=dict(type='ResNet', depth=18),
+                                     neck=dict(type='GlobalAveragePooling'),
+                                     head=dict(type='LinearClsHead', num_classes=10,
+                                               in_channels=512))
     pretrain = classifier.state_dict()
     torch.save(dict(meta=dict(epoch=100), state_dict=pretrain), tmp_path / 'epoch_100.pth')
     out = subprocess.run([sys.executable, '-m', 'sgs_mm.checkpoint.convert_backbone',
