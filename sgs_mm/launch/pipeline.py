@@ -55,10 +55,8 @@ independent stages at once (e.g. the baseline and the SGS chain).
 """
 import glob
 import json
-import math
 import os
 import os.path as osp
-import re
 import shutil
 import subprocess
 import sys
@@ -66,24 +64,18 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .pipeline_spec import load_spec, split_stage_options
+from .progress import Console, StageStatus
+from .results_tables import (METRIC_COLUMNS, _metric, markdown_tables,
+                             write_tables)
+from .stage_paths import (_inside, from_root, resolve_stored, result_path,
+                          to_root)
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# (column, metric keys to try) per task
-METRIC_COLUMNS = [
-    ('top-1', ('accuracy/top1', 'top1', 'accuracy_top-1')),
-    ('mIoU', ('mIoU', )),
-    ('mAcc', ('mAcc', )),
-    ('aAcc', ('aAcc', )),
-    ('PCKh@0.5', ('PCK', 'PCKh')),  # joints weighted by count (MPII benchmark)
-    # plain mean over the joints (the paper's eval_PCKh.py, Table 8); only
-    # from sgs_mm's MpiiPCKhMeans metric
-    ('PCKh@0.5 mean', ('PCKh_mean', )),
-]
 # the metric whose best in-training validation is reported (labelled)
 PRIMARY_METRICS = ('accuracy/top1', 'mIoU', 'PCK')
 TASK_OF_SCOPE = {'mmpretrain': 'cls', 'mmseg': 'seg', 'mmpose': 'pose'}
-# marks a paired difference whose |mean| is not larger than its std
-WITHIN_SPREAD = '~'
 # stage results written by this protocol (older ones are re-tested)
 PROTOCOL = 'final-checkpoint'
 
@@ -92,77 +84,6 @@ __all__ = ['load_spec', 'split_stage_options', 'run_pipeline', 'write_tables', '
            'stage_env', 'device_label', 'result_path', 'to_root',
            'from_root', 'resolve_stored', 'StageInputError', 'Console',
            'StageStatus']
-
-
-def split_stage_options(options: Optional[dict]) -> Tuple[dict, dict]:
-    """Split command-line options into spec-stage overrides and the rest.
-
-    A key ``stages.<stage name>.<field>[.<sub key> ...]`` changes a field of
-    that stage's spec entry (``enabled``, ``nproc``, ``cfg_options`` ...);
-    every other key is a config option for every stage. Returns
-    ``({stage name: {field path: value}}, other options)``.
-    """
-    per_stage: Dict[str, Dict[str, object]] = {}
-    rest = {}
-    for key, value in (options or {}).items():
-        parts = key.split('.')
-        if parts[0] == 'stages':
-            if len(parts) < 3:
-                raise ValueError(f'{key}={value!r}: a stage option is '
-                                 'stages.<stage name>.<field>=<value>')
-            per_stage.setdefault(parts[1], {})['.'.join(parts[2:])] = value
-        else:
-            rest[key] = value
-    return per_stage, rest
-
-
-def _set_path(d: dict, path: str, value) -> None:
-    *outer, last = path.split('.')
-    for k in outer:
-        d = d.setdefault(k, {})
-        if not isinstance(d, dict):
-            raise ValueError(f'{path}: {k} is not a dict in the stage')
-    d[last] = value
-
-
-def load_spec(path: str, stage_options: Optional[dict] = None) -> dict:
-    """Read a pipeline spec. ``stage_options`` (from
-    :func:`split_stage_options`) changes stage entries by name before the
-    spec is checked; stages with ``enabled=False`` are left out."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(path)
-    stages = [dict(s) for s in cfg.stages]
-    names = [s['name'] for s in stages]
-    if len(set(names)) != len(names):
-        raise ValueError(f'duplicate stage names in {path}: {names}')
-    for name, fields in (stage_options or {}).items():
-        if name not in names:
-            raise ValueError(f'stages.{name}: {path} has no stage {name!r}; '
-                             f'its stages: {", ".join(names)}')
-        for field, value in fields.items():
-            _set_path(stages[names.index(name)], field, value)
-    off = [s['name'] for s in stages if s.get('enabled', True) is False]
-    stages = [s for s in stages if s['name'] not in off]
-    spec = dict(
-        work_root=cfg.get('work_root', 'work_dirs/pipeline'),
-        stages=stages,
-        title=cfg.get('title', osp.splitext(osp.basename(path))[0]))
-    names = [s['name'] for s in spec['stages']]
-    for s in spec['stages']:
-        if s.get('init_from') in off:
-            raise ValueError(f'stage {s["name"]} initialises from '
-                             f'{s["init_from"]}, which is not enabled')
-        if s.get('init_from') and s['init_from'] not in names:
-            raise ValueError(f'stage {s["name"]}: init_from '
-                             f'{s["init_from"]!r} is not a stage')
-        if s.get('init_from') and names.index(s['init_from']) > names.index(
-                s['name']):
-            raise ValueError(f'stage {s["name"]} comes before the stage '
-                             f'{s["init_from"]} it initialises from')
-        if s.get('init_ckpt', 'last') not in ('last', 'best'):
-            raise ValueError(f'stage {s["name"]}: init_ckpt must be "last" '
-                             f'or "best", got {s["init_ckpt"]!r}')
-    return spec
 
 
 def seed_work_root(root: str, seed: Optional[int]) -> str:
@@ -259,63 +180,6 @@ class StageInputError(RuntimeError):
     raised before anything of the stage is touched."""
 
 
-# ------------------------------------------------------------ paths in root
-def _inside(root: str, path: str) -> bool:
-    rel = osp.relpath(osp.abspath(path), osp.abspath(root))
-    return rel != '..' and not rel.startswith('..' + os.sep)
-
-
-def to_root(root: str, path: Optional[str]) -> Optional[str]:
-    """``path`` as stored in ``train_done.json`` / ``stage_result.json``:
-    relative to the work root when it lies inside it (so a copied or moved
-    work root stays self-contained), else absolute."""
-    if not path:
-        return path
-    if _inside(root, path):
-        return osp.relpath(osp.abspath(path), osp.abspath(root))
-    return osp.abspath(path)
-
-
-def from_root(root: str, path: Optional[str]) -> Optional[str]:
-    """A stored path made usable from the current folder (relative paths
-    are relative to the work root)."""
-    if not path or osp.isabs(path):
-        return path
-    return osp.join(root, path)
-
-
-def resolve_stored(root: str, path: Optional[str], stage_dir: str,
-                   what: str, log=None) -> Optional[str]:
-    """A checkpoint path read from a stage's state files, resolved inside the
-    work root ``root``. Relative paths (this version) are joined to ``root``.
-    An absolute path (older versions) outside ``root`` -- a copied or moved
-    work root -- is replaced by the file of the same name in ``stage_dir``
-    when that exists, and named in the log either way."""
-    if not path:
-        return path
-    if not osp.isabs(path):
-        return osp.join(root, path)
-    if _inside(root, path):
-        return path
-    local = osp.join(stage_dir, osp.basename(path))
-    say = log or (lambda m: print(m, flush=True))
-    if osp.isfile(local):
-        say(f'[pipeline] note: {what} was recorded as {path}, outside the '
-            f'work root {root} (a copied or moved work root?): using '
-            f'{local} instead')
-        return local
-    say(f'[pipeline] WARNING: {what} {path} lies outside the work root '
-        f'{root}')
-    return path
-
-
-def result_path(results: dict, result: dict, key: str) -> Optional[str]:
-    """An absolute/cwd-relative path from a results entry (``key`` =
-    ``tested_checkpoint``, ``sgs_history``, ...) of ``results`` (as returned
-    by :func:`run_pipeline` or read from ``results.json``)."""
-    return from_root(results['work_root'], result.get(key))
-
-
 def best_validation(work_dir: str,
                     metrics: Sequence[str] = PRIMARY_METRICS
                     ) -> Optional[dict]:
@@ -394,117 +258,6 @@ def _cuda_visible(env: Optional[Dict[str, str]]) -> bool:
         import torch
         return torch.cuda.is_available()
     except Exception:  # pragma: no cover
-        return False
-
-
-_LOG_POS = re.compile(r'(Epoch|Iter)\((train|val|test)\)\s+(?:\[\s*(\d+)\])?'
-                      r'\[\s*(\d+)/(\d+)\]')
-_LOG_ETA = re.compile(r'\beta: (\d+ days?, [\d:]+|[\d:]+)')
-_LOG_REFRESH = re.compile(r'SGS refresh #(\d+) at (\w+ \d+) \(([\d.]+s)'
-                          r'.*?(\d+) layers')
-
-
-class StageStatus:
-    """What one running stage is doing, from its mmengine log lines."""
-
-    def __init__(self, label: str, total: Optional[int] = None,
-                 unit: Optional[str] = None):
-        self.label, self.total, self.unit = label, total, unit
-        self.phase, self.pos, self.eta = 'starting', '', None
-
-    def set_phase(self, phase: str) -> None:
-        self.phase, self.pos, self.eta = phase, '', None
-
-    def feed(self, line: str) -> Optional[str]:
-        """Update from one log line; return an event worth printing now
-        (an SGS refresh), else None."""
-        m = _LOG_REFRESH.search(line)
-        if m:
-            return (f'{self.label}: SGS refresh #{m.group(1)} at '
-                    f'{m.group(2)} ({m.group(4)} layers, {m.group(3)})')
-        m = _LOG_POS.search(line)
-        if not m:
-            return None
-        kind, split, outer, i, n = m.groups()
-        total = f'/{self.total}' if self.total else ''
-        if split == 'train':
-            if kind == 'Epoch':
-                self.pos = (f'epoch {outer}{total if self.unit == "epoch" else ""}'
-                            f', iter {i}/{n}')
-            else:
-                self.pos = f'iter {i}{total if self.unit == "iter" else "/" + n}'
-            eta = _LOG_ETA.search(line)
-            self.eta = eta.group(1) if eta else self.eta
-            self.phase = 'training'
-        else:
-            self.pos = f'{"validating" if split == "val" else "testing"} ' \
-                f'{i}/{n}'
-            self.eta = None
-        return None
-
-    def line(self) -> str:
-        what = self.pos or self.phase
-        if self.pos and self.phase not in ('training', ):
-            what = self.pos if self.pos.startswith(('validating', 'testing')) \
-                else f'{self.phase} {self.pos}'
-        eta = f', ETA {self.eta}' if self.eta else ''
-        return f'{self.label}: {what}{eta}'
-
-
-class Console:
-    """Pipeline messages with the elapsed time, and a status line per
-    running stage at least every ``interval`` seconds (0: none)."""
-
-    def __init__(self, interval: float = 20.0, stream=None,
-                 prefix: str = 'pipeline'):
-        self.interval = float(interval or 0)
-        self.stream = stream
-        self.prefix = prefix
-        self.t0 = time.time()
-        self.lock = threading.RLock()
-        self.active: Dict[str, StageStatus] = {}
-        self._stop = threading.Event()
-        self._thread = None
-        self._last_beat = time.time()
-
-    def say(self, text: str) -> None:
-        with self.lock:
-            el = int(time.time() - self.t0)
-            stream = self.stream or sys.stdout
-            stream.write(f'[{self.prefix} {el // 60:02d}:{el % 60:02d}] '
-                         f'{text}\n')
-            stream.flush()
-
-    def add(self, key: str, status: StageStatus) -> None:
-        with self.lock:
-            self.active[key] = status
-
-    def remove(self, key: str) -> None:
-        with self.lock:
-            self.active.pop(key, None)
-
-    def beat(self) -> None:
-        with self.lock:
-            for st in self.active.values():
-                self.say(st.line())
-            self._last_beat = time.time()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            if time.time() - self._last_beat >= self.interval:
-                self.beat()
-
-    def __enter__(self):
-        if self.interval > 0:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name='pipeline-progress')
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
         return False
 
 
@@ -994,162 +747,3 @@ def _run_concurrently(ctx: _Ctx, todo: list, jobs: int, done: dict) -> None:
 
 
 # ------------------------------------------------------------------ tables
-def _metric(metrics: dict, keys) -> Optional[float]:
-    for k in keys:
-        if k in (metrics or {}):
-            return float(metrics[k])
-    return None
-
-
-def _fmt(v: Optional[float]) -> str:
-    return '-' if v is None else f'{v:.1f}'
-
-
-def _mean_std(values: List[float]):
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) \
-        if n > 1 else None
-    return mean, std
-
-
-def _fmt_mean_std(values: List[float]) -> str:
-    if not values:
-        return '-'
-    mean, std = _mean_std(values)
-    return f'{mean:.1f}' if std is None else f'{mean:.1f} ± {std:.1f}'
-
-
-def _fmt_diff(diffs: List[float]) -> str:
-    """Paired difference: mean ± std over seeds, marked when not larger
-    than its spread; one seed has no spread."""
-    if not diffs:
-        return '-'
-    mean, std = _mean_std(diffs)
-    if std is None:
-        return f'{mean:+.1f}'
-    mark = f' {WITHIN_SPREAD}' if abs(mean) <= std else ''
-    return f'{mean:+.1f} ± {std:.1f}{mark}'
-
-
-def _best_val_cell(r: dict) -> str:
-    b = r.get('best_val')
-    if not b:
-        return '-'
-    step = f' @{b["step"]}' if b.get('step') is not None else ''
-    return f'{b["metric"]} {b["value"]:.1f}{step}'
-
-
-def markdown_tables(results: dict, preamble: str = '') -> str:
-    """The results as Markdown; ``preamble`` (Markdown) follows the title."""
-    stages = results['stages']
-    multi = any(r.get('seed') is not None for r in stages)
-    seeds = sorted({r.get('seed') for r in stages},
-                   key=lambda s: -1 if s is None else s)
-    lines = [f'# Results: {results.get("title", "")}', '']
-    if preamble:
-        lines += [preamble.rstrip('\n'), '']
-    lines += ['Every metric is of the **final checkpoint** of each stage '
-             '(downstream stages start from the final ImageNet checkpoint). '
-             '"best val during training" is the best in-training '
-             'validation on the same split that is reported: a selected '
-             'number, shown for reference only.', '',
-             '## Stages', '',
-             '| stage | ' + ('seed | ' if multi else '') +
-             'task | device | init from | ' +
-             ' | '.join(c for c, _ in METRIC_COLUMNS) +
-             ' | best val during training (selected on the reported split)'
-             ' | train (s) | test (s) |',
-             '|' + '---|' * (7 + len(METRIC_COLUMNS) + int(multi))]
-    for r in stages:
-        vals = [_fmt(_metric(r['metrics'], keys)) for _, keys in
-                METRIC_COLUMNS]
-        lines.append(f'| {r["name"]} | ' +
-                     (f'{r.get("seed")} | ' if multi else '') +
-                     f'{r["task"]} | {r.get("device") or "-"} | '
-                     f'{r.get("init_from") or "-"} | ' +
-                     ' | '.join(vals) + f' | {_best_val_cell(r)}' +
-                     f' | {r["train_seconds"]:.0f} | '
-                     f'{r["test_seconds"]:.0f} |')
-    keys = dict(METRIC_COLUMNS)
-    # paper-style tables: rows = model, columns = variants (+ differences)
-    for task, title, cols in (
-            ('cls', 'Pretraining (top-1)', ('top-1', )),
-            ('seg', 'Table 7 style: semantic segmentation '
-             '(mIoU/mAcc/aAcc)', ('mIoU', 'mAcc', 'aAcc')),
-            ('pose', 'Table 8 style: pose estimation (PCKh@0.5)',
-             ('PCKh@0.5', 'PCKh@0.5 mean'))):
-        rows = [r for r in stages if r['task'] == task and r.get('table')]
-        if not rows:
-            continue
-        # columns after the first only where some stage has that metric
-        cols = cols[:1] + tuple(c for c in cols[1:] if any(
-            _metric(r['metrics'], keys[c]) is not None for r in rows))
-        variants, models = [], []
-        for r in rows:
-            v, m = r['table'].get('variant', r['name']), r['table'].get(
-                'model', r['name'])
-            variants += [v] if v not in variants else []
-            models += [m] if m not in models else []
-        base = 'Baseline' if 'Baseline' in variants else None
-        others = [v for v in variants if v != base] if base else []
-
-        def cell(m, v):
-            """{seed: [metric values]} of model m, variant v."""
-            out = {}
-            for r in rows:
-                if r['table'].get('model', r['name']) == m and \
-                        r['table'].get('variant', r['name']) == v:
-                    out[r.get('seed')] = [
-                        _metric(r['metrics'], keys[c]) for c in cols]
-            return out
-
-        n_seeds = len(seeds)
-        sub = (f'final checkpoints, mean ± std over {n_seeds} seeds'
-               if multi else 'final checkpoints, one run each')
-        header = '| Model | ' + ' | '.join(
-            f'{v} ({"/".join(cols)})' for v in variants)
-        header += ''.join(f' | {v} − {base} (paired)' for v in others)
-        lines += ['', f'## {title}', '', f'({sub})', '',
-                  header + ' |',
-                  '|---|' + '---|' * (len(variants) + len(others))]
-        for m in models:
-            cells = []
-            per_variant = {v: cell(m, v) for v in variants}
-            for v in variants:
-                runs = per_variant[v]
-                if not runs:
-                    cells.append('-')
-                    continue
-                cells.append(' / '.join(
-                    _fmt_mean_std([x[i] for x in runs.values()
-                                   if x[i] is not None])
-                    for i in range(len(cols))))
-            for v in others:
-                a, b = per_variant[v], per_variant[base]
-                paired = [s for s in a if s in b]
-                cells.append(' / '.join(
-                    _fmt_diff([a[s][i] - b[s][i] for s in paired
-                               if a[s][i] is not None
-                               and b[s][i] is not None])
-                    for i in range(len(cols))) if paired else '-')
-            lines.append(f'| {m} | ' + ' | '.join(cells) + ' |')
-        if others:
-            lines += ['', ('Differences are paired by seed: mean ± std of '
-                           f'(variant − {base}) over the seeds; '
-                           f'"{WITHIN_SPREAD}" marks a difference whose '
-                           'size is not larger than its std (not '
-                           'distinguishable from seed noise).')
-                      if multi else
-                      ('One run per stage: the difference has no spread '
-                       'estimate; run with --seeds N (N >= 2) for mean ± '
-                       'std and paired differences.')]
-    return '\n'.join(lines) + '\n'
-
-
-def write_tables(results: dict, root: str, preamble: str = '') -> str:
-    _write_json(osp.join(root, 'results.json'), results)
-    md = markdown_tables(results, preamble)
-    with open(osp.join(root, 'results.md'), 'w') as f:
-        f.write(md)
-    return md

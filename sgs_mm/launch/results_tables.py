@@ -1,0 +1,188 @@
+"""The pipeline's results as Markdown: a per-stage table and Baseline-vs-SGS
+tables in the layout of the paper's Tables 7 and 8 (mean ± std over seeds
+and paired differences where there are several)."""
+import json
+import math
+import os
+import os.path as osp
+from typing import List, Optional
+
+# (column, metric keys to try) per task
+METRIC_COLUMNS = [
+    ('top-1', ('accuracy/top1', 'top1', 'accuracy_top-1')),
+    ('mIoU', ('mIoU', )),
+    ('mAcc', ('mAcc', )),
+    ('aAcc', ('aAcc', )),
+    ('PCKh@0.5', ('PCK', 'PCKh')),  # joints weighted by count (MPII benchmark)
+    # plain mean over the joints (the paper's eval_PCKh.py, Table 8); only
+    # from sgs_mm's MpiiPCKhMeans metric
+    ('PCKh@0.5 mean', ('PCKh_mean', )),
+]
+# marks a paired difference whose |mean| is not larger than its std
+WITHIN_SPREAD = '~'
+
+__all__ = ['METRIC_COLUMNS', 'WITHIN_SPREAD', 'markdown_tables', 'write_tables']
+
+
+def _metric(metrics: dict, keys) -> Optional[float]:
+    for k in keys:
+        if k in (metrics or {}):
+            return float(metrics[k])
+    return None
+
+
+def _fmt(v: Optional[float]) -> str:
+    return '-' if v is None else f'{v:.1f}'
+
+
+def _mean_std(values: List[float]):
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) \
+        if n > 1 else None
+    return mean, std
+
+
+def _fmt_mean_std(values: List[float]) -> str:
+    if not values:
+        return '-'
+    mean, std = _mean_std(values)
+    return f'{mean:.1f}' if std is None else f'{mean:.1f} ± {std:.1f}'
+
+
+def _fmt_diff(diffs: List[float]) -> str:
+    """Paired difference: mean ± std over seeds, marked when not larger
+    than its spread; one seed has no spread."""
+    if not diffs:
+        return '-'
+    mean, std = _mean_std(diffs)
+    if std is None:
+        return f'{mean:+.1f}'
+    mark = f' {WITHIN_SPREAD}' if abs(mean) <= std else ''
+    return f'{mean:+.1f} ± {std:.1f}{mark}'
+
+
+def _best_val_cell(r: dict) -> str:
+    b = r.get('best_val')
+    if not b:
+        return '-'
+    step = f' @{b["step"]}' if b.get('step') is not None else ''
+    return f'{b["metric"]} {b["value"]:.1f}{step}'
+
+
+def markdown_tables(results: dict, preamble: str = '') -> str:
+    """The results as Markdown; ``preamble`` (Markdown) follows the title."""
+    stages = results['stages']
+    multi = any(r.get('seed') is not None for r in stages)
+    seeds = sorted({r.get('seed') for r in stages},
+                   key=lambda s: -1 if s is None else s)
+    lines = [f'# Results: {results.get("title", "")}', '']
+    if preamble:
+        lines += [preamble.rstrip('\n'), '']
+    lines += ['Every metric is of the **final checkpoint** of each stage '
+             '(downstream stages start from the final ImageNet checkpoint). '
+             '"best val during training" is the best in-training '
+             'validation on the same split that is reported: a selected '
+             'number, shown for reference only.', '',
+             '## Stages', '',
+             '| stage | ' + ('seed | ' if multi else '') +
+             'task | device | init from | ' +
+             ' | '.join(c for c, _ in METRIC_COLUMNS) +
+             ' | best val during training (selected on the reported split)'
+             ' | train (s) | test (s) |',
+             '|' + '---|' * (7 + len(METRIC_COLUMNS) + int(multi))]
+    for r in stages:
+        vals = [_fmt(_metric(r['metrics'], keys)) for _, keys in
+                METRIC_COLUMNS]
+        lines.append(f'| {r["name"]} | ' +
+                     (f'{r.get("seed")} | ' if multi else '') +
+                     f'{r["task"]} | {r.get("device") or "-"} | '
+                     f'{r.get("init_from") or "-"} | ' +
+                     ' | '.join(vals) + f' | {_best_val_cell(r)}' +
+                     f' | {r["train_seconds"]:.0f} | '
+                     f'{r["test_seconds"]:.0f} |')
+    keys = dict(METRIC_COLUMNS)
+    # paper-style tables: rows = model, columns = variants (+ differences)
+    for task, title, cols in (
+            ('cls', 'Pretraining (top-1)', ('top-1', )),
+            ('seg', 'Table 7 style: semantic segmentation '
+             '(mIoU/mAcc/aAcc)', ('mIoU', 'mAcc', 'aAcc')),
+            ('pose', 'Table 8 style: pose estimation (PCKh@0.5)',
+             ('PCKh@0.5', 'PCKh@0.5 mean'))):
+        rows = [r for r in stages if r['task'] == task and r.get('table')]
+        if not rows:
+            continue
+        # columns after the first only where some stage has that metric
+        cols = cols[:1] + tuple(c for c in cols[1:] if any(
+            _metric(r['metrics'], keys[c]) is not None for r in rows))
+        variants, models = [], []
+        for r in rows:
+            v, m = r['table'].get('variant', r['name']), r['table'].get(
+                'model', r['name'])
+            variants += [v] if v not in variants else []
+            models += [m] if m not in models else []
+        base = 'Baseline' if 'Baseline' in variants else None
+        others = [v for v in variants if v != base] if base else []
+
+        def cell(m, v):
+            """{seed: [metric values]} of model m, variant v."""
+            out = {}
+            for r in rows:
+                if r['table'].get('model', r['name']) == m and \
+                        r['table'].get('variant', r['name']) == v:
+                    out[r.get('seed')] = [
+                        _metric(r['metrics'], keys[c]) for c in cols]
+            return out
+
+        n_seeds = len(seeds)
+        sub = (f'final checkpoints, mean ± std over {n_seeds} seeds'
+               if multi else 'final checkpoints, one run each')
+        header = '| Model | ' + ' | '.join(
+            f'{v} ({"/".join(cols)})' for v in variants)
+        header += ''.join(f' | {v} − {base} (paired)' for v in others)
+        lines += ['', f'## {title}', '', f'({sub})', '',
+                  header + ' |',
+                  '|---|' + '---|' * (len(variants) + len(others))]
+        for m in models:
+            cells = []
+            per_variant = {v: cell(m, v) for v in variants}
+            for v in variants:
+                runs = per_variant[v]
+                if not runs:
+                    cells.append('-')
+                    continue
+                cells.append(' / '.join(
+                    _fmt_mean_std([x[i] for x in runs.values()
+                                   if x[i] is not None])
+                    for i in range(len(cols))))
+            for v in others:
+                a, b = per_variant[v], per_variant[base]
+                paired = [s for s in a if s in b]
+                cells.append(' / '.join(
+                    _fmt_diff([a[s][i] - b[s][i] for s in paired
+                               if a[s][i] is not None
+                               and b[s][i] is not None])
+                    for i in range(len(cols))) if paired else '-')
+            lines.append(f'| {m} | ' + ' | '.join(cells) + ' |')
+        if others:
+            lines += ['', ('Differences are paired by seed: mean ± std of '
+                           f'(variant − {base}) over the seeds; '
+                           f'"{WITHIN_SPREAD}" marks a difference whose '
+                           'size is not larger than its std (not '
+                           'distinguishable from seed noise).')
+                      if multi else
+                      ('One run per stage: the difference has no spread '
+                       'estimate; run with --seeds N (N >= 2) for mean ± '
+                       'std and paired differences.')]
+    return '\n'.join(lines) + '\n'
+
+
+def write_tables(results: dict, root: str, preamble: str = '') -> str:
+    path = osp.join(root, 'results.json')
+    with open(path + '.tmp', 'w') as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + '.tmp', path)
+    md = markdown_tables(results, preamble)
+    with open(osp.join(root, 'results.md'), 'w') as f:
+        f.write(md)
+    return md
