@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
 from sgs_mm.sgs import SpatialGradScaler, fixed_scaling
-from toy_runner import SGSToyNet, build_runner, history, sgs_hook, toy_cfg
+from toy_runner import Messages, SGSToyNet, build_runner, history, sgs_hook, toy_cfg
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1)
 
@@ -28,18 +28,6 @@ make_runner = functools.partial(build_runner, hook=HOOK)
 
 def records(work_dir):
     return history(work_dir)['records']
-
-
-class Messages:
-    """Collects what the runner's logger says (the hook logs through it)."""
-
-    def __init__(self, runner):
-        self.info, self.warning = [], []
-        for level in ('info', 'warning'):
-            orig = getattr(runner.logger, level)
-            setattr(runner.logger, level,
-                    lambda msg, *a, _l=getattr(self, level), _o=orig, **k: (_l.append(msg),
-                                                                             _o(msg, *a, **k)))
 
 
 def is_ones(g):

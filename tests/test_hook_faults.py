@@ -9,26 +9,11 @@ import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm.analysis import history as history_mod
 from sgs_mm.analysis.history import load_g_history
 from sgs_mm.sgs import NMIStats
-from toy_runner import build_runner, history, sgs_hook
+from toy_runner import Messages, build_runner, history, sgs_hook
 
 # 32 samples, batch 4: 8 iterations per epoch
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=5, warmup=1, num_batches=1)
 make_runner = functools.partial(build_runner, hook=HOOK)
-
-
-class Messages:
-    """What the runner's logger says (the hook and engine log through it)."""
-
-    def __init__(self, runner):
-        self.info, self.warning = [], []
-        for level in ('info', 'warning'):
-            orig = getattr(runner.logger, level)
-            setattr(runner.logger, level,
-                    lambda msg, *a, _l=getattr(self, level), _o=orig, **k: (_l.append(msg),
-                                                                             _o(msg, *a, **k)))
-
-    def warned(self, text):
-        return [m for m in self.warning if text in m]
 
 
 def records(work_dir):

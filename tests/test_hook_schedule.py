@@ -9,20 +9,10 @@ from mmengine.registry import MODELS
 
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
-from toy_runner import SGSToyNet, build_runner, history, sgs_hook
+from toy_runner import Messages, SGSToyNet, build_runner, history, sgs_hook
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1)
 make_runner = functools.partial(build_runner, hook=HOOK)
-
-
-class Messages:
-    def __init__(self, runner):
-        self.info, self.warning = [], []
-        for level in ('info', 'warning'):
-            orig = getattr(runner.logger, level)
-            setattr(runner.logger, level,
-                    lambda msg, *a, _l=getattr(self, level), _o=orig, **k: (_l.append(msg),
-                                                                             _o(msg, *a, **k)))
 
 
 def refresh_iters(work_dir):

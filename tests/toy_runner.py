@@ -120,6 +120,22 @@ def history(work_dir) -> dict:
     return read_history_raw(os.path.join(str(work_dir), HISTORY_FILE))
 
 
+class Messages:
+    """What the runner's logger says (the hook and engine log through it):
+    ``info`` and ``warning`` list the messages of each level."""
+
+    def __init__(self, runner):
+        self.info, self.warning = [], []
+        for level in ('info', 'warning'):
+            orig = getattr(runner.logger, level)
+            setattr(runner.logger, level,
+                    lambda msg, *a, _l=getattr(self, level), _o=orig, **k: (_l.append(msg),
+                                                                             _o(msg, *a, **k)))
+
+    def warned(self, text):
+        return [m for m in self.warning if text in m]
+
+
 def _register_collate():
     from mmengine.registry import FUNCTIONS
     if 'sgs_toy_collate' not in FUNCTIONS.module_dict:
