@@ -26,6 +26,8 @@ def test_default_unit_is_epochs_on_an_iteration_loop(tmp_path):
     said = Messages(runner)
     runner.train()
     assert refresh_iters(tmp_path) == [8, 16]  # epochs 1 and 2, not iterations 1..18
+    # the G history records the schedule's epochs (the loop's own stays 0)
+    assert [r['epoch'] for r in history(tmp_path)['records']] == [1, 2]
     hook = sgs_hook(runner)
     assert hook.unit == 'epoch' and hook.by_epoch is True
     line = next(m for m in said.info if m.startswith('SGS (nmi'))

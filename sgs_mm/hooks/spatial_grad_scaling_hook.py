@@ -321,7 +321,10 @@ class SpatialGradScalingHook(Hook):
         if not is_main_process():
             return
         if self.history is not None:
-            ok = self.history.append(dict(refresh=self.num_refreshes, epoch=runner.epoch,
+            # an epoch schedule on an iteration loop (mmseg) counts its own
+            # epochs: the loop's stays 0
+            epoch = step if self.unit == 'epoch' else runner.epoch
+            ok = self.history.append(dict(refresh=self.num_refreshes, epoch=epoch,
                                           iter=runner.iter,
                                           layers={n: g.tolist() for n, g in scales.items()}))
             if not ok:
