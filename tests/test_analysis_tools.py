@@ -437,6 +437,19 @@ def test_compare_runs_one_unit_per_axis(runs, figures, tmp_path):
     assert (loss_ax.get_xlabel(), val_ax.get_xlabel()) == ('iteration', 'epoch')
 
 
+def test_compare_runs_title_names_the_runs(runs, figures, tmp_path):
+    """The figure's title says what is compared: --title (e.g. model and task),
+    else the labels with the runs' folder names, never a bare "baseline vs SGS"."""
+    tool = load_tool('compare_runs')
+    assert tool.main([runs['base'], runs['sgs'], '--labels', 'baseline', 'SGS',
+                      '--out', str(tmp_path / 'a.png')]) == 0
+    assert figures[-1]._suptitle.get_text() == 'baseline vs SGS (base vs sgs)'
+    assert tool.main([runs['base'], runs['sgs'], '--labels', 'baseline', 'SGS',
+                      '--title', 'ResNet-18 (classification): baseline vs SGS',
+                      '--out', str(tmp_path / 'b.png')]) == 0
+    assert figures[-1]._suptitle.get_text() == 'ResNet-18 (classification): baseline vs SGS'
+
+
 def test_compare_runs_single_evaluation_as_bars(runs, figures, tmp_path):
     """Runs validated once (the demo's PSPNet stages) get one labelled bar each, not a
     lone dot per run on a meaningless step axis."""

@@ -35,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument('run_b', metavar='RUN_B', help='work_dir (or scalars.json) of run B')
     p.add_argument('--labels', nargs=2, metavar=('A', 'B'), help='names of the two runs')
     p.add_argument('--out', help='PNG to write (default: compare_<A>_vs_<B>.png here)')
+    p.add_argument('--title', help='the figure\'s title, e.g. the model and task (default: '
+                   '"A vs B" with the runs\' folder names)')
     p.add_argument('--metric', metavar='KEY',
                    help='validation key, e.g. accuracy/top1, mIoU, PCKh (default: the '
                         'first known headline metric both runs logged)')
@@ -70,6 +72,15 @@ def _slug(text):
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', text).strip('_') or 'run'
 
 
+def _run_name(path: str) -> str:
+    """A run's folder name (its work_dir, or the one holding its scalars)."""
+    path = osp.abspath(path)
+    if osp.isfile(path):  # .../<work_dir>/<timestamp>/vis_data/scalars.json
+        parts = path.split(osp.sep)
+        return parts[-4] if len(parts) >= 4 and parts[-2] == 'vis_data' else parts[-2]
+    return osp.basename(path.rstrip(osp.sep))
+
+
 def run(args) -> str:
     paths = [args.run_a, args.run_b]
     labels = args.labels or [osp.basename(osp.normpath(p)) for p in paths]
@@ -87,8 +98,9 @@ def run(args) -> str:
 
     from sgs_mm.analysis.plots import plot_runs
     out = args.out or f'compare_{_slug(labels[0])}_vs_{_slug(labels[1])}.png'
-    plot_runs(runs, labels, metric, out, loss_key=args.loss_key,
-              title=f'{labels[0]} vs {labels[1]}')
+    title = args.title or (f'{labels[0]} vs {labels[1]} '
+                           f'({_run_name(args.run_a)} vs {_run_name(args.run_b)})')
+    plot_runs(runs, labels, metric, out, loss_key=args.loss_key, title=title)
     table = markdown_table(labels, paths, [final_summary(r, metric, args.loss_key) for r in runs],
                            metric, args.loss_key, val_unit(runs))
     md = osp.splitext(out)[0] + '.md'
