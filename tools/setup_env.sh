@@ -378,7 +378,8 @@ fi
 pipi --no-deps mmpose openmim
 pipi --no-deps --no-build-isolation -e "$ROOT"
 
-"$VPY" -c "$IMPORT_CHECK"
+# the import check's only expected warning is setuptools' own pkg_resources notice (mim)
+"$VPY" -W "ignore:pkg_resources is deprecated:UserWarning" -c "$IMPORT_CHECK"
 if ((KEEP)); then
   # the packages present before (one absent then, e.g. opencv, may have been added)
   "$VPY" "$PROBE" fingerprint | grep -F -f <(cut -d' ' -f1 "$TMP/before.txt" | sed 's/$/ /') \
