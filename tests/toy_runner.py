@@ -136,6 +136,40 @@ class Messages:
         return [m for m in self.warning if text in m]
 
 
+def refresh_and_save_rank_result(runner, out_dir: str, **extra) -> None:
+    """Under torchrun, after ``runner.train()``: one more SGS refresh on
+    explicitly drawn, rank-dependent batches, then ``rank<R>.pt`` with G after
+    training (``trained_g``), G of that refresh (``refresh_g``) and ``extra``;
+    rank 0 adds the weights and the union of every rank's batches, so that a
+    single process can recompute G on exactly the same samples.
+
+    DDP with ``broadcast_buffers=False`` leaves each rank its BatchNorm
+    statistics: every rank takes rank 0's first, so the refresh sees one
+    model, as a single process would.
+    """
+    import torch.distributed as dist
+
+    import sgs_mm
+    from sgs_mm.hooks.refresh_batches import draw_batches
+    rank = dist.get_rank()
+    hook = next(h for h in runner.hooks if isinstance(h, sgs_mm.SpatialGradScalingHook))
+    trained_g = hook.scales()
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    for buf in model.buffers():
+        dist.broadcast(buf, src=0)
+    batches = draw_batches(runner.train_dataloader, 2, seed=777)
+    hook.refresh(runner, step=1000, batches=batches)
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, batches)
+    result = dict(trained_g=trained_g, refresh_g=hook.scales(), rank=rank,
+                  n_samples=sum(len(b['inputs']) for b in batches), **extra)
+    if rank == 0:
+        result['state_dict'] = {k: v.detach().cpu().clone()
+                                for k, v in model.state_dict().items()}
+        result['union_batches'] = [b for rank_batches in gathered for b in rank_batches]
+    torch.save(result, os.path.join(out_dir, f'rank{rank}.pt'))
+
+
 def _register_collate():
     from mmengine.registry import FUNCTIONS
     if 'sgs_toy_collate' not in FUNCTIONS.module_dict:
