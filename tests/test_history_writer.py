@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from full_disk import full_disk_open
 
 from sgs_mm.analysis import history as history_mod
 from sgs_mm.analysis import AnalysisInputError, load_g_history
@@ -198,36 +199,8 @@ def test_append_is_constant_time(tmp_path, monkeypatch):
 def fail_appends(monkeypatch, torn=True):
     """The next append to the history fails with ENOSPC (half the line reaches
     the file when ``torn``); the incomplete marker's append then succeeds."""
-    real_open = open
-    state = dict(fail=True)
-
-    class Torn:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, text):
-            if torn:
-                self.f.write(text[:len(text) // 2])
-                self.f.flush()
-            raise OSError(28, 'No space left on device')
-
-        def flush(self):
-            pass
-
-    def fake_open(path, mode='r', *args, **kwargs):
-        f = real_open(path, mode, *args, **kwargs)
-        if mode == 'a' and state['fail']:
-            state['fail'] = False
-            return Torn(f)
-        return f
-    monkeypatch.setattr(history_mod, 'open', fake_open, raising=False)
-    return state
+    monkeypatch.setattr(history_mod, 'open', full_disk_open(torn=torn, later_ok=True),
+                        raising=False)
 
 
 @pytest.mark.parametrize('torn', [True, False])

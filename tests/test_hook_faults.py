@@ -9,6 +9,7 @@ import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm.analysis import history as history_mod
 from sgs_mm.analysis.history import load_g_history
 from sgs_mm.sgs import NMIStats
+from full_disk import full_disk_open
 from toy_runner import Messages, build_runner, history, sgs_hook
 
 # 32 samples, batch 4: 8 iterations per epoch
@@ -126,40 +127,11 @@ def test_out_of_memory_in_a_refresh_keeps_training(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------ case 7: history writes
-def full_disk_after(n_ok, path_part='sgs_g_history'):
+def full_disk_after(n_ok):
     """An ``open`` for the history module whose appends fail with ENOSPC after
-    ``n_ok`` successful ones (half of the failing line reaches the file)."""
-    appends = [0]
-
-    class HalfWriter:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, text):
-            self.f.write(text[:len(text) // 2])
-            self.f.flush()
-            raise OSError(28, 'No space left on device')
-
-        def flush(self):
-            pass
-
-    def fake_open(path, mode='r', *args, **kwargs):
-        f = builtins.open(path, mode, *args, **kwargs)
-        if path_part in str(path) and mode == 'a':
-            appends[0] += 1
-            if appends[0] > n_ok and appends[0] == n_ok + 1:
-                return HalfWriter(f)
-            if appends[0] > n_ok:  # the marker (disk still full)
-                f.close()
-                raise OSError(28, 'No space left on device')
-        return f
-    return fake_open
+    ``n_ok`` successful ones (half of the failing line reaches the file; the
+    disk stays full)."""
+    return full_disk_open(n_ok, torn=True, path_part='sgs_g_history')
 
 
 def test_history_write_failure_keeps_training(tmp_path, monkeypatch):
