@@ -4,12 +4,24 @@
 overridable with the environment variable ``SGS_SHARED_DIR``; it holds the real
 dataset-format fixtures (``fixtures/``) and, on developer machines, wheels.
 """
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relpath: str):
+    """Import a repository script that is not a package module (e.g.
+    ``tools/demo.py``) and return it as a module."""
+    path = REPO_ROOT / relpath
+    name = '_script_' + relpath.replace('/', '_').replace('.', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_dir() -> Path:

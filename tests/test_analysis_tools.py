@@ -5,7 +5,6 @@ loop: one with SpatialGradScalingHook, one without. Each CLI of
 tools/analysis/ runs on them and must write a valid PNG whose pixels depend
 on the input.
 """
-import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -27,6 +26,7 @@ from sgs_mm.analysis import (HISTORY_FILE, AnalysisInputError, GHistoryWriter, f
                              first_middle_last, kernel_magnitude, load_g_history, load_scalars,
                              read_history_raw, select_layers)
 from sgs_mm.analysis import plots
+from conftest import load_script
 from toy_runner import toy_cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,10 +80,7 @@ def runs(tmp_path_factory):
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'analysis_{name}', TOOLS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'tools/analysis/{name}.py')
 
 
 def read_png(path) -> np.ndarray:

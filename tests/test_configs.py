@@ -5,10 +5,10 @@ SGS fragment is one _base_ line and
 --cfg-options can switch it; pretrain checkpoints load into PSPNet and
 SimpleBaseline backbones (OpenMMLab-standard and paper-recipe configs) with
 zero missing/unexpected keys; missing data errors name the path."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,11 +189,7 @@ def test_strict_pretrained_without_checkpoint_names_the_option():
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'_tool_{name}', REPO / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f'tools/{name}.py')
 
 
 @pytest.mark.parametrize('rel,root_key,expect', [

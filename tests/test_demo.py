@@ -1,7 +1,6 @@
 """tools/demo.py: device plan (CPU / one GPU / torchrun on N GPUs), the
 README block of results.md, and (slow) a whole demo run whose table must be
 the one the README carries between the demo-results markers."""
-import importlib.util
 import json
 import re
 import subprocess
@@ -9,16 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _demo():
-    spec = importlib.util.spec_from_file_location('_tool_demo',
-                                                  REPO / 'tools' / 'demo.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('tools/demo.py')
 
 
 def test_device_plan_cpu_gpu_torchrun():
@@ -160,10 +156,7 @@ def test_g_figure_says_which_layers_it_leaves_out(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(plots, 'plot_g_grid', lambda h, layers, recs, out,
                         **kw: seen.update(kw, layers=layers))
-    spec = importlib.util.spec_from_file_location(
-        '_tool_plot_sgs', REPO / 'tools' / 'analysis' / 'plot_sgs.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/analysis/plot_sgs.py')
     tool.run(tool.parse_args([str(tmp_path)]))
     assert len(seen['layers']) == 12
     assert seen['note'].startswith('showing 12 of 17 layers')
@@ -186,9 +179,6 @@ def test_g_figure_of_an_iteration_loop_labels_iterations(tmp_path,
     seen = {}
     monkeypatch.setattr(plots, 'plot_g_grid', lambda h, layers, recs, out,
                         **kw: seen.update(labels=[r.label for r in recs]))
-    spec = importlib.util.spec_from_file_location(
-        '_tool_plot_sgs', REPO / 'tools' / 'analysis' / 'plot_sgs.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/analysis/plot_sgs.py')
     tool.run(tool.parse_args([str(tmp_path)]))
     assert seen['labels'] == ['refresh 1\niter 15', 'refresh 2\niter 60']

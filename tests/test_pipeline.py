@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,11 +56,7 @@ def test_cfg_options_address_spec_stages_by_name(tmp_path, capsys):
         split_stage_options({'stages.b': 1})
     # through the command line: the enabled stage runs, the option reaches
     # every stage's config, the stage option does not
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        '_tool_pipeline', REPO / 'tools' / 'pipeline.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/pipeline.py')
     cli = tmp_path / 'cli'
     cli.mkdir()
     path = _spec(cli, (
@@ -234,11 +231,7 @@ def test_final_checkpoint_is_tested_and_passed_downstream_per_seed(
 
 def test_dry_run_with_seeds_prints_one_chain_per_seed(tmp_path, capsys):
     proc_args = [_demo_spec(tmp_path), '--dry-run', '--seeds', '2']
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        '_tool_pipeline', REPO / 'tools' / 'pipeline.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/pipeline.py')
     tool.main(proc_args)
     out = capsys.readouterr().out
     assert out.count('randomness.seed=0') == 8  # 4 stages x (train, test)
