@@ -167,8 +167,9 @@ def test_g_figure_says_which_layers_it_leaves_out(tmp_path, monkeypatch):
 
 def test_g_figure_of_an_iteration_loop_labels_iterations(tmp_path,
                                                          monkeypatch):
-    """An epoch schedule on mmseg's iteration loop records epoch 0 at every
-    refresh: the columns say 'iter 15', 'iter 60', not 'epoch 0' thrice."""
+    """A history whose refreshes all say epoch 0 (an epoch schedule on mmseg's
+    iteration loop, as the hook recorded it before it wrote the schedule's
+    epoch): the columns say 'iter 15', 'iter 60', not 'epoch 0' twice."""
     import sgs_mm.analysis.plots as plots
     lines = [json.dumps(dict(format='sgs_mm.g_history', version=2,
                              method='nmi', k=5.0, mode='grad', unit='epoch'))]

@@ -63,8 +63,9 @@ def run(args) -> str:
             and len({r.epoch for r in recs}) < len(recs)
             and None not in {r.iter for r in recs}
             and len({r.iter for r in recs}) == len(recs)):
-        # an epoch schedule on an iteration-based loop (mmseg) records the
-        # loop's epoch, which stays 0: the iteration tells the refreshes apart
+        # a history whose refreshes share one epoch number (an epoch schedule
+        # on an iteration-based loop, written before the hook recorded the
+        # schedule's own epoch): the iteration tells the refreshes apart
         for r in recs:
             r.unit = 'iter'
         print('note: the refreshes share one epoch number (an iteration-based loop): '
