@@ -1,5 +1,6 @@
 """Drawing the refresh batches without disturbing training."""
 import contextlib
+import math
 import random
 from typing import List
 
@@ -36,6 +37,20 @@ def rank0_seed(seed: int) -> int:
     return int(value.item())
 
 
+def loader_batch_size(loader) -> int:
+    """The batch size of a DataLoader (given directly or by its batch sampler)."""
+    return loader.batch_size or getattr(loader.batch_sampler, 'batch_size', None) or 1
+
+
+def batches_per_rank(loader, world_size: int = 1) -> int:
+    """Batches one pass over ``loader``'s dataset gives each rank with
+    mmengine's ``DefaultSampler`` (``round_up``): the most that
+    :func:`draw_batches` can draw. Raises TypeError for a dataset without a
+    length."""
+    per_rank = math.ceil(len(loader.dataset) / max(1, world_size))
+    return max(1, math.ceil(per_rank / loader_batch_size(loader)))
+
+
 def draw_batches(train_loader: DataLoader, num_batches: int, seed: int) -> List:
     """``num_batches`` collated batches from the train dataset.
 
@@ -53,11 +68,9 @@ def draw_batches(train_loader: DataLoader, num_batches: int, seed: int) -> List:
     """
     from mmengine.dataset import DefaultSampler
     seed = rank0_seed(seed)
-    batch_size = train_loader.batch_size
-    if batch_size is None:
-        batch_size = getattr(train_loader.batch_sampler, 'batch_size', 1)
     sampler = DefaultSampler(train_loader.dataset, shuffle=True, seed=seed)
-    loader = DataLoader(train_loader.dataset, batch_size=batch_size, sampler=sampler,
+    loader = DataLoader(train_loader.dataset, batch_size=loader_batch_size(train_loader),
+                        sampler=sampler,
                         num_workers=0, collate_fn=train_loader.collate_fn)
     batches = []
     for batch in loader:

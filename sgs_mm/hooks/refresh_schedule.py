@@ -1,6 +1,7 @@
 """When the SGS hook refreshes G: epochs or iterations, on either kind of train loop."""
-import math
 from typing import Optional
+
+from .refresh_batches import batches_per_rank
 
 UNITS = ('epoch', 'iter')
 DEFAULT_UNIT = 'epoch'
@@ -45,9 +46,7 @@ def iters_per_epoch(loader, world_size: int = 1) -> int:
     sampler = getattr(loader, 'sampler', None)
     if type(sampler).__name__ != 'InfiniteSampler':
         return max(1, len(loader))
-    batch_size = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', 1)
-    per_rank = math.ceil(len(loader.dataset) / max(1, world_size))
-    return max(1, math.ceil(per_rank / batch_size))
+    return batches_per_rank(loader, world_size)
 
 
 class RefreshSchedule:
@@ -103,6 +102,15 @@ class RefreshSchedule:
     def to_iters(self, steps: int) -> int:
         """``steps`` of the schedule's unit in training iterations."""
         return steps * self.iters_per_epoch if self.unit == 'epoch' else steps
+
+    def position(self, epoch: int, iteration: int) -> int:
+        """Where a run at ``epoch`` / ``iteration`` stands, in ``unit``
+        (whole steps)."""
+        if self.unit == 'iter':
+            return iteration
+        if self.loop_by_epoch:
+            return epoch
+        return iteration // self.iters_per_epoch
 
     def last_step(self, max_iters: int, max_epochs: Optional[int] = None) -> int:
         """The last step (in ``unit``) at which this run can still refresh:

@@ -3,7 +3,6 @@
 Schedule + Runner glue + reporting over :class:`sgs_mm.sgs.SpatialGradScaler`.
 """
 import difflib
-import math
 import os.path as osp
 from dataclasses import fields
 from typing import Dict, List, Optional
@@ -16,7 +15,7 @@ from mmengine.registry import HOOKS
 from ..analysis.history import HISTORY_FILE, GHistoryWriter
 from ..sgs import SGSOptions, SpatialGradScaler
 from ..sgs.options import positive_int
-from .refresh_batches import draw_batches, forked_rng
+from .refresh_batches import batches_per_rank, draw_batches, forked_rng, loader_batch_size
 from .refresh_schedule import (MAX_FREQUENT_REFRESHES, MIN_ITERS_BETWEEN_REFRESHES,
                                RefreshSchedule, resolve_unit)
 from .runner_glue import loop_counts_epochs, model_forward, optimizers_of, unwrapped_model
@@ -176,19 +175,18 @@ class SpatialGradScalingHook(Hook):
         """The batches a refresh really gets (per rank), with a warning when
         ``num_batches`` asks for more than the train set has."""
         loader = runner.train_dataloader
-        batch_size = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', 1) or 1
+        world = get_world_size()
         try:
-            samples = len(loader.dataset)
+            available = batches_per_rank(loader, world)
         except TypeError:  # an iterable dataset without a length
             return self.num_batches
-        world = get_world_size()
-        available = max(1, math.ceil(math.ceil(samples / world) / batch_size))
         if self.num_batches <= available:
             return self.num_batches
         runner.logger.warning(
             f'SGS: num_batches={self.num_batches}, but the train set gives only {available} '
-            f'batch(es) per rank ({samples} samples, batch size {batch_size}'
-            f'{f", {world} ranks" if world > 1 else ""}); each refresh uses {available}.')
+            f'batch(es) per rank ({len(loader.dataset)} samples, batch size '
+            f'{loader_batch_size(loader)}{f", {world} ranks" if world > 1 else ""}); each '
+            f'refresh uses {available}.')
         return available
 
     def _run_length(self, runner):
@@ -228,14 +226,6 @@ class SpatialGradScalingHook(Hook):
                 f'than every {MIN_ITERS_BETWEEN_REFRESHES} iterations: each refresh costs about '
                 f'2 x {self._batches_used} forward passes. Intended? Otherwise use {hint}.')
 
-    def _position(self, runner) -> int:
-        """Where training stands, in the schedule's unit (whole steps)."""
-        if self.schedule.unit == 'iter':
-            return runner.iter
-        if self.schedule.loop_by_epoch:
-            return runner.epoch
-        return runner.iter // self.schedule.iters_per_epoch
-
     def _needs_resume_refresh(self, runner, had_state: bool, restored: int) -> Optional[str]:
         """Why G must be re-estimated before the first step of a resumed run
         (None: it need not): the run resumes past the warm-up without a
@@ -245,7 +235,7 @@ class SpatialGradScalingHook(Hook):
         sch = self.schedule
         if restored == len(self.scaler.groups) and self.scaler.num_refreshes > 0:
             return None
-        position = self._position(runner)
+        position = self.schedule.position(runner.epoch, runner.iter)
         started = position > sch.warmup or (
             position == sch.warmup and sch.unit == 'epoch' and not sch.loop_by_epoch
             and runner.iter > sch.to_iters(sch.warmup))
@@ -278,7 +268,7 @@ class SpatialGradScalingHook(Hook):
             self.refresh(runner, step)
         elif self._resume_refresh is not None:
             why, self._resume_refresh = self._resume_refresh, None
-            step = self._position(runner)
+            step = self.schedule.position(runner.epoch, runner.iter)
             unit = 'epoch' if self.unit == 'epoch' else 'iteration'
             runner.logger.warning(
                 f'SGS: resumed at {unit} {step} (iteration {runner.iter}), past the warm-up, '
