@@ -191,12 +191,18 @@ if [[ -n $WHEELHOUSE ]]; then
   pip_flags=(--no-index --find-links "$WHEELHOUSE")
 fi
 
-want_parts=$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" "$ROOT/tools/build_mmcv.sh" \
-  "$PROBE" "${BASH_SOURCE[0]}")
-if ((KEEP)) && [[ -x $VENV/bin/python ]]; then
-  want_parts+="keep MMCV_CUDA=$MMCV_CUDA $("$VENV/bin/python" "$PROBE" protected 2>/dev/null || true)"
-fi
-want=$(printf '%s' "$want_parts" | sha256sum | cut -c1-16)
+# the stamp of a complete environment: the setup's inputs and, with
+# TORCH=keep, the kept packages of the interpreter $1
+stamp_of() {
+  local parts
+  parts=$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" "$ROOT/tools/build_mmcv.sh" \
+    "$PROBE" "${BASH_SOURCE[0]}")
+  if ((KEEP)) && [[ -x $1 ]]; then
+    parts+="keep MMCV_CUDA=$MMCV_CUDA $("$1" "$PROBE" protected 2>/dev/null || true)"
+  fi
+  printf '%s' "$parts" | sha256sum | cut -c1-16
+}
+want=$(stamp_of "$VENV/bin/python")
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]] && "$VENV/bin/python" -c "$IMPORT_CHECK" 2>/dev/null; then
   log "environment $VENV is complete"
   exit 0
@@ -227,7 +233,7 @@ VPY=$VENV/bin/python
 
 if ((KEEP)); then
   tinfo=$(torch_of "$VPY") || no_torch "$VPY"
-  torch_of "$VPY" >/dev/null && "$VPY" -c 'import torchvision' 2>/dev/null || die \
+  "$VPY" -c 'import torchvision' 2>/dev/null || die \
     "TORCH=keep: $VPY has torch ${tinfo%% *} but no torchvision ('import torchvision' fails);
     install the torchvision release that matches this torch into it first"
   "$VPY" -m pip --version >/dev/null 2>&1 || die "$VPY has no pip (python -m ensurepip)"
@@ -390,9 +396,7 @@ if ((KEEP)); then
     exit 1
   fi
   log "kept unchanged: ${present[*]}"
-  want=$(printf '%s' "$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.cfg" "$ROOT/tools/build_mmcv.sh" \
-    "$PROBE" "${BASH_SOURCE[0]}")keep MMCV_CUDA=$MMCV_CUDA $("$VPY" "$PROBE" protected)" \
-    | sha256sum | cut -c1-16)
+  want=$(stamp_of "$VPY")  # with what is kept now (an absent opencv may have been added)
 fi
 echo "$want" > "$STAMP"
 log "environment $VENV is complete"
