@@ -24,6 +24,22 @@ def load_script(relpath: str):
     return module
 
 
+# variables that steer tools/setup_env.sh / tools/build_mmcv.sh: a test's own
+# setup run must not take them from the caller (tools/gpu_check.sh exports
+# WHEELHOUSE, a user's shell may have TORCH=keep or a VIRTUAL_ENV)
+SETUP_STEERING_VARS = (
+    'PIP_FIND_LINKS', 'VIRTUAL_ENV', 'PYTHONPATH', 'SGS_VENV', 'SGS_WHEEL_CACHE',
+    'SGS_MMCV_BUILD_LOG', 'SGS_MMCV_CFLAGS', 'TORCH', 'WHEELHOUSE', 'PYTHON', 'MMCV_CUDA',
+    'LEAVE_OUT')
+
+
+def setup_env_vars(**extra) -> dict:
+    """``os.environ`` without :data:`SETUP_STEERING_VARS`, updated by ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in SETUP_STEERING_VARS}
+    env.update(extra)
+    return env
+
+
 def shared_dir() -> Path:
     """Return the shared folder: ``$SGS_SHARED_DIR`` or ``<repo>/../shared``."""
     env = os.environ.get('SGS_SHARED_DIR')

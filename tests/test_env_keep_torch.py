@@ -20,6 +20,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import setup_env_vars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETUP_ENV = REPO_ROOT / 'tools' / 'setup_env.sh'
@@ -47,12 +48,8 @@ PYTHONS = _pythons()
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('PIP_FIND_LINKS', 'VIRTUAL_ENV', 'SGS_VENV', 'TORCH', 'WHEELHOUSE',
-                        'PYTHON', 'MMCV_CUDA', 'LEAVE_OUT', 'PYTHONPATH')}
-    env.update(PIP_CONFIG_FILE='/dev/null', PIP_DISABLE_PIP_VERSION_CHECK='1')
-    env.update(extra)
-    return env
+    return setup_env_vars(**{'PIP_CONFIG_FILE': '/dev/null',
+                             'PIP_DISABLE_PIP_VERSION_CHECK': '1', **extra})
 
 
 def _run(cmd, env, timeout=300, cwd=REPO_ROOT):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import setup_env_vars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETUP_ENV = REPO_ROOT / 'tools' / 'setup_env.sh'
@@ -30,11 +31,7 @@ FAKE_ERROR = 'fatal error: SGS_FAKE_MISSING_HEADER.h: No such file or directory'
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('PIP_FIND_LINKS', 'VIRTUAL_ENV', 'SGS_VENV',
-                        'SGS_WHEEL_CACHE', 'SGS_MMCV_BUILD_LOG')}
-    env.update(extra)
-    return env
+    return setup_env_vars(**extra)
 
 
 def _run(cmd, cwd, env, timeout=120):
