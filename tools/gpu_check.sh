@@ -54,6 +54,7 @@ if [[ -z ${WHEELHOUSE:-} ]]; then
   done
 fi
 VPY=$VENV/bin/python
+DEMO_ROOT=$DIR/demo
 BUDGET=${BUDGET:-510}
 DEMO_RESERVE=${DEMO_RESERVE:-150}
 log() { printf '[gpu_check %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -129,8 +130,10 @@ if [[ ${STATUS[install]} == ok && $RUN_DEMO == 1 ]]; then
   left=$((BUDGET - (SECONDS - start)))
   limit=$((left > 60 ? left : 60))
   [[ -n ${DEMO_TIMEOUT:-} && $DEMO_TIMEOUT -lt $limit ]] && limit=$DEMO_TIMEOUT
-  part demo "$limit" "$DIR/demo.log" "$VPY" tools/demo.py "${demo_args[@]}" \
-    || overall=1
+  # its own work and data roots, every stage rerun: never the results of an
+  # earlier `make demo` in this checkout (other device, other environment)
+  part demo "$limit" "$DIR/demo.log" "$VPY" tools/demo.py --force \
+    --work-root "$DEMO_ROOT" --data-root "$DIR/demo_data" "${demo_args[@]}" || overall=1
 fi
 
 # 4. the summary
@@ -138,12 +141,16 @@ vpy=$VPY
 [[ -x $vpy ]] || vpy=$(command -v "${PYTHON:-python3}")
 versions=$("$vpy" - <<'EOF' 2>&1
 import platform, subprocess, sys
+from importlib import metadata
 def ver(mod):
     try:
         m = __import__(mod)
-        return getattr(m, '__version__', '?')
     except Exception as exc:  # noqa: BLE001
         return f'not importable ({exc.__class__.__name__})'
+    try:  # xtcocotools has no __version__: its distribution's version
+        return getattr(m, '__version__', None) or metadata.version(mod)
+    except metadata.PackageNotFoundError:
+        return '?'
 print(f'- Python {platform.python_version()} ({sys.executable})')
 try:
     import torch
@@ -203,10 +210,10 @@ EOF
   echo "$TESTS"
   echo
   echo "## Demo results"
-  if [[ -n ${STATUS[demo]:-} && $ROOT/work_dirs/demo/results.md -nt $DIR/.demo_start ]]; then
-    cat "$ROOT/work_dirs/demo/results.md"
+  if [[ -n ${STATUS[demo]:-} && $DEMO_ROOT/results.md -nt $DIR/.demo_start ]]; then
+    cat "$DEMO_ROOT/results.md"
   else
-    echo "not run, or no new work_dirs/demo/results.md (see demo.log)"
+    echo "not run, or no new $DEMO_ROOT/results.md (see demo.log)"
   fi
   echo
   echo "Logs beside this file: install.log, pytest.log, junit.xml, demo.log."
