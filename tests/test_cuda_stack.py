@@ -219,28 +219,17 @@ def resnet_setup():
     return model, 'mmpretrain', items, 1 + 16
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('device,precision', CASES)
-def test_mmseg_pspnet_step_gradient_is_g_times(device, precision, tmp_path, on_device):
-    on_device(device)
-    model, scope, items, n = pspnet_setup()
-    runner, capture = train_one_step(tmp_path, model, scope, items, precision)
-    check_gradients_are_g_times(runner, capture, device, precision, n)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('device,precision', CASES)
-def test_mmpose_simplebaseline_step_gradient_is_g_times(device, precision, tmp_path, on_device):
-    on_device(device)
-    model, scope, items, n = simplebaseline_setup()
-    runner, capture = train_one_step(tmp_path, model, scope, items, precision)
-    check_gradients_are_g_times(runner, capture, device, precision, n)
+# (model, scope, items, number of KxK convs) of each library's model
+SETUPS = [pytest.param(pspnet_setup, id='mmseg_pspnet', marks=pytest.mark.slow),
+          pytest.param(simplebaseline_setup, id='mmpose_simplebaseline', marks=pytest.mark.slow),
+          pytest.param(resnet_setup, id='mmpretrain_resnet')]
 
 
 @pytest.mark.parametrize('device,precision', CASES)
-def test_mmpretrain_resnet_step_gradient_is_g_times(device, precision, tmp_path, on_device):
+@pytest.mark.parametrize('setup', SETUPS)
+def test_training_step_gradient_is_g_times(setup, device, precision, tmp_path, on_device):
     on_device(device)
-    model, scope, items, n = resnet_setup()
+    model, scope, items, n = setup()
     runner, capture = train_one_step(tmp_path, model, scope, items, precision)
     check_gradients_are_g_times(runner, capture, device, precision, n)
 

@@ -18,20 +18,13 @@ from mmengine.runner import Runner
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
 from sgs_mm.sgs import SpatialGradScaler, fixed_scaling
-from toy_runner import Messages, SGSToyNet, build_runner, history, sgs_hook, toy_cfg
+from toy_runner import (Messages, SGSToyNet, build_runner, history, is_ones, records,
+                        sgs_hook, toy_cfg)
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1)
 
 
 make_runner = functools.partial(build_runner, hook=HOOK)
-
-
-def records(work_dir):
-    return history(work_dir)['records']
-
-
-def is_ones(g):
-    return torch.equal(g, torch.ones_like(g))
 
 
 # 2 ------------------------------------------------------------ shared weights

@@ -10,19 +10,11 @@ from sgs_mm.analysis import history as history_mod
 from sgs_mm.analysis.history import load_g_history
 from sgs_mm.sgs import NMIStats
 from full_disk import full_disk_open
-from toy_runner import Messages, build_runner, history, sgs_hook
+from toy_runner import Messages, build_runner, is_ones, records, sgs_hook
 
 # 32 samples, batch 4: 8 iterations per epoch
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=5, warmup=1, num_batches=1)
 make_runner = functools.partial(build_runner, hook=HOOK)
-
-
-def records(work_dir):
-    return history(work_dir)['records']
-
-
-def is_ones(g):
-    return torch.equal(g, torch.ones_like(g))
 
 
 # ------------------------------------------------------- case 3: resume

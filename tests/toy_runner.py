@@ -120,6 +120,17 @@ def history(work_dir) -> dict:
     return read_history_raw(os.path.join(str(work_dir), HISTORY_FILE))
 
 
+def records(work_dir) -> list:
+    """The refresh records of the G history in ``work_dir``."""
+    return history(work_dir)['records']
+
+
+def is_ones(g) -> bool:
+    """``g`` is all ones: no G (or G = 1) for that layer."""
+    import torch
+    return torch.equal(g, torch.ones_like(g))
+
+
 class Messages:
     """What the runner's logger says (the hook and engine log through it):
     ``info`` and ``warning`` list the messages of each level."""
