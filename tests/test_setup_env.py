@@ -30,10 +30,6 @@ FAKE_PY = REPO_ROOT / 'tests' / 'scripts' / 'fake_setup_python.sh'
 FAKE_ERROR = 'fatal error: SGS_FAKE_MISSING_HEADER.h: No such file or directory'
 
 
-def _env(**extra):
-    return setup_env_vars(**extra)
-
-
 def _run(cmd, cwd, env, timeout=120):
     return subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
@@ -48,7 +44,7 @@ def test_fake_python_failure_shows_tail_of_log(tmp_path):
     work = tmp_path / 'cwd'
     (work / 'dl').mkdir(parents=True)
     calls = tmp_path / 'calls.txt'
-    env = _env(FAKE_PY_CALLS=str(calls), FAKE_PY_WHEEL_LINES='100')
+    env = setup_env_vars(FAKE_PY_CALLS=str(calls), FAKE_PY_WHEEL_LINES='100')
     # the fake `pip download` writes an mmcv-2.1.0.tar.gz sdist
     _run(['../rel/bin/python', '-m', 'pip', 'download', '-d', 'dl', 'mmcv'],
          work, env).check_returncode()
@@ -88,7 +84,7 @@ def test_build_heartbeat(tmp_path):
     slow_py.chmod(0o755)
     res = _run(['bash', str(BUILD_MMCV), str(slow_py), str(src),
                 str(tmp_path / 'w')],
-               tmp_path, _env(SGS_BUILD_HEARTBEAT_S='1'))
+               tmp_path, setup_env_vars(SGS_BUILD_HEARTBEAT_S='1'))
     assert res.returncode == 1, res.stdout
     assert re.search(r'mmcv build running, [12] s', res.stdout), res.stdout
     assert 'pip wheel exited with status 3' in res.stdout
@@ -111,7 +107,7 @@ def test_real_compiler_error_reaches_console(tmp_path):
                                      extra_compile_args=['-std=c++17'])])
         """))
     res = _run(['bash', str(BUILD_MMCV), sys.executable, 'broken', 'wheels',
-                'build.log'], tmp_path, _env(), timeout=300)
+                'build.log'], tmp_path, setup_env_vars(), timeout=300)
     out = res.stdout
     assert res.returncode == 1, out
     # pip prints its setup.py shim after the compiler's error, so the error
@@ -140,9 +136,9 @@ def test_setup_env_relative_venv_from_another_folder(tmp_path):
     work = tmp_path / 'a' / 'b'
     work.mkdir(parents=True)
     calls = tmp_path / 'calls.txt'
-    env = _env(PYTHON=str(FAKE_PY), FAKE_PY_CALLS=str(calls),
-               SGS_WHEEL_CACHE='../wheels', SGS_MMCV_BUILD_LOG='../build.log',
-               PIP_FIND_LINKS='../links', TMPDIR=str(tmp_path))
+    env = setup_env_vars(PYTHON=str(FAKE_PY), FAKE_PY_CALLS=str(calls),
+                         SGS_WHEEL_CACHE='../wheels', SGS_MMCV_BUILD_LOG='../build.log',
+                         PIP_FIND_LINKS='../links', TMPDIR=str(tmp_path))
     res = _run(['bash', str(SETUP_ENV), '../venv'], work, env)
     out = res.stdout
     assert res.returncode == 1, out
@@ -169,7 +165,7 @@ def test_setup_env_relative_venv_from_another_folder(tmp_path):
 
 
 def test_makefile_passes_an_absolute_venv(tmp_path):
-    res = _run(['make', '-n', 'env', 'VENV=some/rel/.venv'], REPO_ROOT, _env())
+    res = _run(['make', '-n', 'env', 'VENV=some/rel/.venv'], REPO_ROOT, setup_env_vars())
     assert res.returncode == 0, res.stdout
     assert f"bash tools/setup_env.sh '{REPO_ROOT}/some/rel/.venv'" in res.stdout
 
@@ -256,8 +252,8 @@ def test_fresh_setup_builds_mmcv_with_cxx20():
         (root / 'tmp').mkdir()
         build_log = root / 'mmcv-build.log'
         console = root / 'console.txt'
-        env = _env(SGS_WHEEL_CACHE=str(wheels), SGS_MMCV_BUILD_LOG=str(build_log),
-                   TMPDIR=str(root / 'tmp'), MAX_JOBS='1')
+        env = setup_env_vars(SGS_WHEEL_CACHE=str(wheels), SGS_MMCV_BUILD_LOG=str(build_log),
+                             TMPDIR=str(root / 'tmp'), MAX_JOBS='1')
         # no mmcv wheel is reachable: not in pip's configured find-links
         # (this machine's pip.conf has one, holding only a torch wheel), not
         # in the (empty) cache
