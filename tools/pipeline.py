@@ -62,6 +62,20 @@ def parse_args(argv=None):
     return args
 
 
+def run_options(args, cfg_options=None, env=None):
+    """The :class:`~sgs_mm.launch.run_options.RunOptions` of the parsed
+    command line (``cfg_options``: the options that are not spec-stage
+    changes; ``env``: variables for every stage process)."""
+    from sgs_mm.launch.run_options import RunOptions
+    return RunOptions(
+        work_root=args.work_root, only=args.stages, launcher=args.launcher,
+        nproc=args.nproc, port=args.port, force=args.force,
+        dry_run=args.dry_run, quiet=args.quiet,
+        slurm_partition=args.slurm_partition,
+        cfg_options=cfg_options or None, seeds=args.seeds, jobs=args.jobs,
+        env=env, progress=args.progress)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from sgs_mm.launch.pipeline import (load_spec, markdown_tables,
@@ -73,12 +87,7 @@ def main(argv=None):
     if args.threads:
         env = {k: v for k, v in stage_env(args.threads, base={}).items()
                if k.endswith('_NUM_THREADS')}
-    results = run_pipeline(
-        spec, work_root=args.work_root, only=args.stages,
-        launcher=args.launcher, nproc=args.nproc, port=args.port,
-        force=args.force, dry_run=args.dry_run, quiet=args.quiet,
-        slurm_partition=args.slurm_partition, cfg_options=cfg_options or None,
-        seeds=args.seeds, jobs=args.jobs, env=env, progress=args.progress)
+    results = run_pipeline(spec, run_options(args, cfg_options, env))
     if not args.dry_run:
         print(markdown_tables(results))
         print(f'[pipeline] tables: {osp.join(results["work_root"], "results.md")}'

@@ -1,9 +1,7 @@
 """The pipeline's results as Markdown: a per-stage table and Baseline-vs-SGS
 tables in the layout of the paper's Tables 7 and 8 (mean ± std over seeds
 and paired differences where there are several)."""
-import json
 import math
-import os
 import os.path as osp
 from typing import List, Optional
 
@@ -178,11 +176,10 @@ def markdown_tables(results: dict, preamble: str = '') -> str:
 
 
 def write_tables(results: dict, root: str, preamble: str = '') -> str:
-    path = osp.join(root, 'results.json')
-    with open(path + '.tmp', 'w') as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + '.tmp', path)
+    """Write ``results.json`` and ``results.md`` (atomically) into
+    ``root``; return the Markdown."""
+    from ..atomic_io import atomic_write_json, atomic_write_text
+    atomic_write_json(osp.join(root, 'results.json'), results, indent=1)
     md = markdown_tables(results, preamble)
-    with open(osp.join(root, 'results.md'), 'w') as f:
-        f.write(md)
+    atomic_write_text(osp.join(root, 'results.md'), md)
     return md
