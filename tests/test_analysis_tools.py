@@ -26,6 +26,7 @@ from sgs_mm.analysis import (HISTORY_FILE, AnalysisInputError, GHistoryWriter, f
                              first_middle_last, kernel_magnitude, load_g_history, load_scalars,
                              read_history_raw, select_layers)
 from sgs_mm.analysis import plots
+from sgs_mm.compat.versions import load_weights_only
 from conftest import load_script
 from toy_runner import toy_cfg
 
@@ -168,7 +169,7 @@ def test_history_from_work_dir_and_checkpoint(runs):
 
 
 def test_kernel_magnitude_matches_definition(runs):
-    ckpt = torch.load(osp.join(runs['base'], f'epoch_{EPOCHS}.pth'), weights_only=True)
+    ckpt = load_weights_only(osp.join(runs['base'], f'epoch_{EPOCHS}.pth'))
     w = ckpt['state_dict']['conv3.weight']  # (8, 4, 5, 5), grouped
     m = kernel_magnitude(w)
     expected = w.abs().double().mean(dim=(0, 1))
@@ -378,6 +379,22 @@ def test_kernel_magnitude_labels_iteration_checkpoint(runs, figures, tmp_path, c
     assert len(rows) == 6
     assert sum('| SGS | G at iter 12 |' in ln for ln in rows) == 3
     assert not [ln for ln in rows if 'epoch' in ln or 'SGS G' in ln]
+
+
+def test_kernel_magnitude_places_epoch_schedule_on_iteration_loop(tmp_path, figures):
+    """An epoch schedule on an iteration loop (mmseg's case): mmengine saves at epoch 0,
+    so the checkpoint is placed by its iteration and the refresh by the schedule's epoch
+    ("G at iter 12, refreshed at epoch 1"), never "G at epoch 0"."""
+    work = tmp_path / 'run'
+    cfg = toy_cfg(work, by_epoch=False, max_iters=12, hook=dict(
+        type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1, unit='epoch'))
+    Runner.from_cfg(Config(cfg)).train()
+    tool = load_tool('kernel_magnitude')
+    assert tool.main([str(work / 'iter_12.pth'), '--labels', 'SGS',
+                      '--out', str(tmp_path / 'km.png')]) == 0
+    titles = column_titles(figures[-1])
+    assert titles[-1] == 'SGS\nG at iter 12, refreshed at epoch 1', titles
+    assert 'epoch 0' not in titles[-1]
 
 
 # ------------------------------------------------------------ compare_runs

@@ -8,6 +8,7 @@ import torch
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm.analysis import history as history_mod
 from sgs_mm.analysis.history import load_g_history
+from sgs_mm.compat.versions import OutOfMemoryError
 from sgs_mm.sgs import NMIStats
 from full_disk import full_disk_open
 from toy_runner import Messages, build_runner, is_ones, records, sgs_hook
@@ -104,7 +105,7 @@ def test_num_batches_beyond_the_train_set(tmp_path):
 # ---------------------------------------------------- case 7: out of memory
 def test_out_of_memory_in_a_refresh_keeps_training(tmp_path, monkeypatch):
     def oom(self, pass_idx, x, padding=None):
-        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 8.00 GiB')
+        raise OutOfMemoryError('CUDA out of memory. Tried to allocate 8.00 GiB')
     monkeypatch.setattr(NMIStats, 'update', oom)
     runner = make_runner(tmp_path, hook=dict(HOOK, interval=1), max_epochs=3)
     said = Messages(runner)

@@ -8,6 +8,7 @@ import torch
 
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm import SpatialGradScalingHook
+from sgs_mm.compat.versions import load_weights_only
 from toy_runner import build_runner, history, sgs_hook
 
 HOOK = dict(type='SpatialGradScalingHook', k=5, interval=2, warmup=1, num_batches=2)
@@ -253,7 +254,7 @@ def test_resume_gives_identical_g_and_weights(tmp_path):
     straight.train()
     first = make_runner(tmp_path / 'split', max_epochs=2)
     first.train()
-    ckpt = torch.load(osp.join(tmp_path / 'split', 'epoch_2.pth'), weights_only=True)
+    ckpt = load_weights_only(osp.join(tmp_path / 'split', 'epoch_2.pth'))
     assert set(ckpt['sgs']['scales']) == {'conv1', 'conv2', 'conv3'}
     resumed = make_runner(tmp_path / 'split', max_epochs=4, resume=True,
                           load_from=str(tmp_path / 'split' / 'epoch_2.pth'))

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sgs_mm.compat.versions import OutOfMemoryError
 from sgs_mm.sgs import NMIStats, SpatialGradScaler
 
 
@@ -184,13 +185,13 @@ def test_takeover_in_update_mode_scales_the_step_once():
 
 # ------------------------------------------------------------------ case 7
 def fail_above(monkeypatch, limit, calls):
-    """NMIStats.update raises torch.OutOfMemoryError for chunks above ``limit``."""
+    """NMIStats.update raises the OutOfMemoryError for chunks above ``limit``."""
     update = NMIStats.update
 
     def update_or_oom(self, pass_idx, x, padding=None):
         calls.append(self.max_elems)
         if self.max_elems > limit:
-            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+            raise OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
         return update(self, pass_idx, x, padding)
     monkeypatch.setattr(NMIStats, 'update', update_or_oom)
 

@@ -4,8 +4,13 @@
 such a checkpoint holds is ``getattr(HistoryBuffer, 'min'|'max'|'mean'|'current')``;
 the checkpoint's ``builtins.getattr`` therefore resolves to a restricted callable
 that allows exactly those and refuses everything else. A real mmengine
-checkpoint with SGS state still loads with ``weights_only=True`` (resume is
-covered end to end by tests/test_env_resume.py).
+checkpoint with SGS state still loads weights-only (resume is covered end to end
+by tests/test_env_resume.py).
+
+Every load goes through :func:`sgs_mm.compat.versions.load_weights_only`, so the
+same tests run on torch >= 2.4 (torch's weights-only unpickler with the
+allow-list) and on torch 2.1-2.3 (sgs_mm's restricted unpickler,
+:mod:`sgs_mm.compat.restricted_load`).
 """
 import builtins
 import pickle
@@ -18,12 +23,16 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
 import sgs_mm  # noqa: F401  (registers the allow-list)
+from sgs_mm.compat.restricted_load import allowed_globals, restricted_load
 from sgs_mm.compat.torch_load import (HISTORY_BUFFER_METHODS, RestrictedGetattrError,
                                       restricted_getattr, unrestricted_getattr_entries)
+from sgs_mm.compat.versions import (has_add_safe_globals, load_weights_only,
+                                    safe_globals_take_names)
 
-pytestmark = pytest.mark.skipif(
-    tuple(int(x) for x in torch.__version__.split('.')[:2]) < (2, 6),
-    reason='torch < 2.6: no weights-only default, no named allow-list entries')
+# the two ways load_weights_only loads, each run on the torch that has it
+LOADERS = [pytest.param(restricted_load, id='restricted-unpickler')] + (
+    [pytest.param(load_weights_only, id='torch-weights-only')] if has_add_safe_globals()
+    else [])
 
 
 class _Payload:
@@ -61,6 +70,11 @@ def _save(tmp_path, obj, name='evil.pth'):
 
 
 def test_no_unrestricted_getattr_in_allow_list():
+    # sgs_mm's restricted unpickler (every torch)
+    assert allowed_globals()['builtins.getattr'] is restricted_getattr
+    assert builtins.getattr not in allowed_globals().values()
+    if not safe_globals_take_names():
+        return  # torch < 2.6: no named entries in torch's own list
     assert unrestricted_getattr_entries() == []
     registered = torch.serialization.get_safe_globals()
     assert builtins.getattr not in registered
@@ -89,15 +103,32 @@ def test_restricted_getattr_allows_only_history_buffer_statistics():
     pytest.param(lambda: _Call(_CallablePayload(HistoryBuffer, '__init__'), None),
                  id='call-HistoryBuffer.__init__'),
 ])
-def test_crafted_checkpoint_is_refused(tmp_path, payload):
+@pytest.mark.parametrize('load', LOADERS)
+def test_crafted_checkpoint_is_refused(tmp_path, payload, load):
     path = _save(tmp_path, payload())
     with pytest.raises(pickle.UnpicklingError) as info:
-        torch.load(path, map_location='cpu', weights_only=True)
+        load(path, map_location='cpu')
     message = str(info.value)
     assert 'sgs_mm refused getattr(' in message, message
     assert 'HistoryBuffer.{current, max, mean, min}' in message
 
 
+@pytest.mark.parametrize('load', LOADERS)
+def test_global_outside_the_allow_list_is_refused(tmp_path, load):
+    """A checkpoint that would call ``os.system`` (or any other global outside the
+    list) is refused before anything runs."""
+    import os
+    marker = tmp_path / 'ran'
+    path = _save(tmp_path, _Call(os.system, f'touch {marker}'))
+    with pytest.raises(pickle.UnpicklingError, match='posix.system|os.system'):
+        load(path, map_location='cpu')
+    assert not marker.exists()
+    torch.save({'w': torch.ones(2)}, tmp_path / 'plain.pth')  # control: a plain file loads
+    assert torch.equal(load(tmp_path / 'plain.pth', map_location='cpu')['w'], torch.ones(2))
+
+
+@pytest.mark.skipif(not hasattr(torch.serialization, 'safe_globals'),
+                    reason='torch < 2.5 has no safe_globals context manager to build the control')
 def test_crafted_checkpoint_would_run_code_with_plain_getattr(tmp_path):
     """Control: the same kind of payload is dangerous when the real getattr is allowed
     (a fresh process without sgs_mm): it reaches a module's globals, and through
@@ -123,7 +154,8 @@ def test_os_system_is_never_reachable():
         restricted_getattr(os, 'system')
 
 
-def test_real_checkpoint_with_sgs_state_loads_weights_only(tmp_path):
+@pytest.mark.parametrize('load', LOADERS)
+def test_real_checkpoint_with_sgs_state_loads_weights_only(tmp_path, load):
     """A toy Runner run with SpatialGradScalingHook: its checkpoint (message hub with
     HistoryBuffers, SGS state) loads with weights_only=True and the statistics methods
     come back as HistoryBuffer's own functions."""
@@ -132,7 +164,7 @@ def test_real_checkpoint_with_sgs_state_loads_weights_only(tmp_path):
     from toy_runner import toy_cfg
     hook = dict(type='SpatialGradScalingHook', k=5, interval=1, warmup=1, num_batches=1)
     Runner.from_cfg(Config(toy_cfg(tmp_path / 'run', hook=hook, max_epochs=2))).train()
-    ckpt = torch.load(tmp_path / 'run' / 'epoch_2.pth', map_location='cpu', weights_only=True)
+    ckpt = load(tmp_path / 'run' / 'epoch_2.pth', map_location='cpu')
     assert ckpt['sgs']['scales'] and ckpt['sgs']['num_refreshes'] >= 1
     buffers = ckpt['message_hub']['log_scalars']
     assert buffers and all(isinstance(b, HistoryBuffer) for b in buffers.values())

@@ -5,25 +5,27 @@ from typing import Dict, Optional
 
 import torch
 
+from ..compat.versions import load_weights_only
 from .errors import AnalysisInputError
 
 
 def load_checkpoint(path: str, trusted: bool = False) -> dict:
     """Load a checkpoint on the CPU.
 
-    ``weights_only=True`` by default: ``import sgs_mm`` allow-lists the
-    globals mmengine checkpoints need (``sgs_mm/compat/torch_load.py``).
+    Weights-only by default, with the allow-list of the globals mmengine
+    checkpoints need, on every supported torch
+    (:func:`sgs_mm.compat.versions.load_weights_only`).
     ``trusted=True`` loads with the full unpickler, for checkpoints holding
     other objects (only for files you trust).
 
     Raises:
         AnalysisInputError: the file is missing or is not a torch checkpoint.
     """
-    import sgs_mm  # noqa: F401  (registers the torch.load allow-list)
     if not osp.isfile(path):
         raise AnalysisInputError(f'{path}: no such checkpoint file')
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=not trusted)
+        ckpt = (torch.load(path, map_location='cpu', weights_only=False) if trusted
+                else load_weights_only(path, map_location='cpu'))
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = '' if trusted else (' (weights-only loading refused it; pass --trust to load '
@@ -70,10 +72,9 @@ def last_checkpoint_of(work_dir: str) -> Optional[str]:
 def checkpoint_meta(path: str) -> Optional[dict]:
     """The mmengine ``meta`` of a checkpoint (``epoch``, ``iter``, ...), or None when the
     file cannot be read weights-only. Memory-mapped: the weights are not read."""
-    import sgs_mm  # noqa: F401  (registers the torch.load allow-list)
     for mmap in (True, False):  # mmap needs the zip format (torch >= 1.6 files)
         try:
-            ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+            ckpt = load_weights_only(path, map_location='cpu', mmap=mmap)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
             continue
         meta = ckpt.get('meta') if isinstance(ckpt, dict) else None

@@ -411,6 +411,9 @@ def history_from_checkpoint(ckpt: dict, source: str) -> GHistory:
                          for n, g in state['scales'].items())
     step = checkpoint_step(ckpt)
     unit = checkpoint_unit(ckpt)
+    # where the checkpoint was saved: an epoch schedule on an iteration loop
+    # (mmseg) saves at mmengine epoch 0, so its position is the iteration
+    at_unit = 'iter' if (unit == 'epoch' and not step['epoch'] and step['iter']) else unit
     note = osp.basename(source)
     if state.get('last_refresh') is not None:
         at = f'{unit} {state["last_refresh"]}' if unit else state['last_refresh']
@@ -418,7 +421,7 @@ def history_from_checkpoint(ckpt: dict, source: str) -> GHistory:
     elif not state.get('num_refreshes') and state.get('method') in ('nmi', 'autocorr'):
         note += ' (no refresh yet: G = 1)'
     record = GRecord(layers, state.get('num_refreshes'), step['epoch'], step['iter'], note,
-                     unit=unit)
+                     unit=at_unit)
     return GHistory(source, [record], state.get('method'), state.get('k'), state.get('mode'),
                     unit=unit)
 

@@ -29,11 +29,12 @@ because nothing it admits can run code.
 """
 import builtins
 import pickle
-import re
 from typing import List
 
 import numpy as np
 import torch
+
+from .versions import has_add_safe_globals, safe_globals_take_names
 
 _APPLIED = False
 
@@ -65,8 +66,11 @@ def restricted_getattr(obj, name, *default):
         RestrictedGetattrError: for any other object or attribute, or a
             three-argument call (never in an mmengine checkpoint).
     """
-    from mmengine.logging.history_buffer import HistoryBuffer
-    if (not default and obj is HistoryBuffer and type(name) is str
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except ImportError:  # the torch-only install: no message hub to read
+        HistoryBuffer = None
+    if (not default and HistoryBuffer is not None and obj is HistoryBuffer and type(name) is str
             and name in HISTORY_BUFFER_METHODS):
         return builtins.getattr(HistoryBuffer, name)
     try:
@@ -118,26 +122,19 @@ def safe_globals() -> list:
         dtype classes and ``(restricted_getattr, 'builtins.getattr')`` (never
         the real ``getattr``).
     """
-    from mmengine.logging.history_buffer import HistoryBuffer
     core = _numpy_core()
-    getattr_entry = [(restricted_getattr, GETATTR_PATH)] if _named_entries_supported() else []
-    return [
-        HistoryBuffer,
+    getattr_entry = [(restricted_getattr, GETATTR_PATH)] if safe_globals_take_names() else []
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+        message_hub = [HistoryBuffer]
+    except ImportError:  # the torch-only install (e.g. RNG states of a plain loop)
+        message_hub = []
+    return message_hub + [
         core.multiarray.scalar,
         core.multiarray._reconstruct,
         np.ndarray,
         np.dtype,
     ] + getattr_entry + _numpy_dtype_classes()
-
-
-def _named_entries_supported() -> bool:
-    """``add_safe_globals`` takes ``(callable, 'module.name')`` pairs from torch 2.6 on.
-
-    Older torch (2.4, 2.5) does not load weights-only by default, so mmengine's
-    own loading needs no getattr there.
-    """
-    version = re.match(r'(\d+)\.(\d+)', torch.__version__)
-    return version is not None and tuple(map(int, version.groups())) >= (2, 6)
 
 
 def unrestricted_getattr_entries() -> list:
@@ -158,7 +155,8 @@ def apply_torch_load_fix() -> bool:
 
     Idempotent: the globals are registered once per process. On torch without
     ``torch.serialization.add_safe_globals`` (< 2.4, where ``torch.load`` does
-    not default to weights-only) it does nothing.
+    not default to weights-only) it does nothing: there
+    :func:`sgs_mm.compat.versions.load_weights_only` enforces the same list.
 
     Returns:
         bool: True if the allow-list is registered (now or before), False if this
@@ -167,9 +165,8 @@ def apply_torch_load_fix() -> bool:
     global _APPLIED
     if _APPLIED:
         return True
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is None:
+    if not has_add_safe_globals():
         return False
-    add_safe_globals(safe_globals())
+    torch.serialization.add_safe_globals(safe_globals())
     _APPLIED = True
     return True

@@ -1,7 +1,7 @@
 """Applying G to conv weights (SGS_SPEC §4, §7): scale the gradient, or the update."""
 import weakref
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -35,10 +35,29 @@ class ScalingApplier:
     ``fired`` counts, per weight, the gradients that passed the hook since the
     last :meth:`reset_counts` (``'grad'`` mode; the self-check of
     :class:`SpatialGradScaler`).
+
+    Sharded training (FSDP2 ``fully_shard``, FSDP): the Parameter a module
+    holds between steps is a shard whose gradient is written by the
+    reduce-scatter, not by autograd, so a hook on it never fires. The tensor
+    the conv really convolves with is the gathered weight the wrapper puts on
+    the module for its forward. With ``modules`` (the convs using each
+    weight), ``'grad'`` mode also hooks that tensor, once, when a forward
+    finds it on the module: its gradient is scaled before the reduce-scatter,
+    as DDP's is before the all-reduce (exact: G broadcasts over the channels
+    the shards split).
+
+    Args:
+        weights: see above.
+        mode: see above.
+        modules: ``{name: [modules whose .weight is weights[name]]}``.
     """
 
-    def __init__(self, weights: Dict[str, nn.Parameter], mode: str = 'grad'):
+    def __init__(self, weights: Dict[str, nn.Parameter], mode: str = 'grad',
+                 modules: Optional[Dict[str, List[nn.Module]]] = None):
         self.weights = OrderedDict(weights)
+        self.modules = OrderedDict((name, list(mods)) for name, mods in (modules or {}).items())
+        # id(gathered weight) -> (weak ref to it, its hook handle)
+        self._gathered: Dict[int, Tuple['weakref.ref', object]] = {}
         ids = [id(w) for w in self.weights.values()]
         if len(set(ids)) != len(ids):
             raise ValueError('ScalingApplier: each weight Parameter must appear once')
@@ -95,6 +114,9 @@ class ScalingApplier:
         if self.mode == 'grad':
             for name, w in self.weights.items():
                 self._handles.append(w.register_hook(self._grad_hook(name)))
+            for name, mods in self.modules.items():
+                for m in mods:
+                    self._handles.append(m.register_forward_pre_hook(self._gathered_hook(name)))
         else:
             owned = set()
             for opt in optimizers:
@@ -118,6 +140,9 @@ class ScalingApplier:
         for h in self._handles:
             h.remove()
         self._handles = []
+        for _, handle in self._gathered.values():
+            handle.remove()
+        self._gathered = {}
         for w in self.weights.values():
             if _owner(w) is self:
                 del _ATTACHED[id(w)]
@@ -139,6 +164,21 @@ class ScalingApplier:
             return grad * scale
         return hook
 
+    def _gathered_hook(self, name):
+        """Forward pre-hook: hook the weight a sharding wrapper put on the module."""
+
+        def pre_forward(module, args):
+            w = getattr(module, 'weight', None)
+            if (w is None or w is self.weights[name] or not torch.is_grad_enabled()
+                    or not isinstance(w, torch.Tensor) or not w.requires_grad):
+                return
+            entry = self._gathered.get(id(w))
+            if entry is not None and entry[0]() is w:
+                return  # hooked at an earlier forward (FSDP2 reuses it)
+            self._gathered = {k: e for k, e in self._gathered.items() if e[0]() is not None}
+            self._gathered[id(w)] = (weakref.ref(w), w.register_hook(self._grad_hook(name)))
+        return pre_forward
+
     def _owned(self, optimizer):
         ids = {id(p) for group in optimizer.param_groups for p in group['params']}
         return [(n, w) for n, w in self.weights.items() if id(w) in ids]
@@ -152,4 +192,12 @@ class ScalingApplier:
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs):
         for name, w, old in self._saved.pop(id(optimizer), []):
+            # a sharded weight (DTensor): its local shard, which G scales exactly
+            w, old = _local(w), _local(old)
             w.sub_(old).mul_(self.scales[name].to(w.device, w.dtype)).add_(old)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The local shard of a DTensor (a view: in-place ops change it), else ``t``."""
+    to_local = getattr(t, 'to_local', None)
+    return to_local() if callable(to_local) else t

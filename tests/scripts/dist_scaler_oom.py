@@ -16,6 +16,7 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
+from sgs_mm.compat.versions import OutOfMemoryError  # noqa: E402
 from sgs_mm.sgs import NMIStats, SpatialGradScaler  # noqa: E402
 from test_scaler import Net, smooth_batch  # noqa: E402
 
@@ -29,7 +30,7 @@ def main(out_dir):
 
         def update_or_oom(self, pass_idx, x, padding=None):
             if mode == 'always' or self.max_elems >= 1 << 20:
-                raise torch.OutOfMemoryError('CUDA out of memory (simulated on rank 1)')
+                raise OutOfMemoryError('CUDA out of memory (simulated on rank 1)')
             return update(self, pass_idx, x, padding)
         NMIStats.update = update_or_oom
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ middle and last KxK conv (kernel > 1 on both sides).
 """
 import argparse
 import os.path as osp
+import re
 import sys
 
 try:
@@ -55,13 +56,20 @@ def default_labels(paths):
 def g_column_title(history) -> str:
     """``G at iter 12`` / ``G at epoch 3`` (+ ``, no refresh yet``) for a checkpoint's G.
 
-    The run's label goes on the line above it, so the title does not repeat it.
+    A checkpoint of an epoch schedule on an iteration loop (mmseg) is placed by its
+    iteration, with the schedule's epoch of the last refresh after it: ``G at iter 8,
+    refreshed at epoch 2``. The run's label goes on the line above it, so the title does
+    not repeat it.
     """
     record = history.records[0]
     where = record.where or osp.basename(history.source)
     title = f'G at {where}' if record.where else f'G ({where})'
     if record.note.endswith('(no refresh yet: G = 1)'):
         title += ', no refresh yet'
+    elif history.unit and record.unit and history.unit != record.unit:
+        refreshed = re.search(r'\(last refresh at (.+)\)$', record.note)
+        if refreshed:
+            title += f', refreshed at {refreshed.group(1)}'
     return title
 
 
