@@ -200,3 +200,24 @@ def fuse_branches(model: nn.Module) -> nn.Module:
             fold_bias(norm, bias)
         _set_child(model, name, conv)
     return model
+
+
+def init_branches(model: nn.Module) -> nn.Module:
+    """Give every block's parts the kind's own starting values again, after
+    a host initialiser drew them (e.g. mmengine's ``init_weights`` with an
+    ``init_cfg`` for every ``Conv2d``; it reaches a block's own
+    ``init_weights`` only through ``BaseModule`` parents, not through the
+    ``nn.Sequential`` stages of a ResNet): the Lemma 1 form's side branches
+    to zero, DBB's identity-based 1x1 conv to the identity. Call it after
+    the model's weights are initialised (an mmengine hook's ``before_train``).
+
+    Args:
+        model: a model converted by :func:`to_branches`.
+
+    Returns:
+        ``model``.
+    """
+    for module in model.modules():
+        if isinstance(module, BranchBlock):
+            module.init_weights()
+    return model
