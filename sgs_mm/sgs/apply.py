@@ -41,8 +41,8 @@ class ScalingApplier:
     reduce-scatter, not by autograd, so a hook on it never fires. The tensor
     the conv really convolves with is the gathered weight the wrapper puts on
     the module for its forward. With ``modules`` (the convs using each
-    weight), ``'grad'`` mode also hooks that tensor, once, when a forward
-    finds it on the module: its gradient is scaled before the reduce-scatter,
+    weight), ``'grad'`` mode also hooks that tensor of a sharded (DTensor)
+    weight, once, when a forward finds it on the module: its gradient is scaled before the reduce-scatter,
     as DDP's is before the all-reduce (exact: G broadcasts over the channels
     the shards split).
 
@@ -115,6 +115,8 @@ class ScalingApplier:
             for name, w in self.weights.items():
                 self._handles.append(w.register_hook(self._grad_hook(name)))
             for name, mods in self.modules.items():
+                if not _is_sharded(self.weights[name]):
+                    continue  # (the model stays picklable: no module hooks then)
                 for m in mods:
                     self._handles.append(m.register_forward_pre_hook(self._gathered_hook(name)))
         else:
@@ -195,6 +197,18 @@ class ScalingApplier:
             # a sharded weight (DTensor): its local shard, which G scales exactly
             w, old = _local(w), _local(old)
             w.sub_(old).mul_(self.scales[name].to(w.device, w.dtype)).add_(old)
+
+
+def _is_sharded(w: torch.Tensor) -> bool:
+    """``w`` is a shard of a weight (a DTensor: FSDP2 ``fully_shard``)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        try:
+            from torch.distributed._tensor import DTensor
+        except ImportError:
+            return False
+    return isinstance(w, DTensor)
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
