@@ -13,7 +13,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from ..analysis.history import HISTORY_FILE, GHistoryWriter
-from ..sgs import SGSOptions, SpatialGradScaler
+from ..sgs import InvalidSGSState, SGSOptions, SpatialGradScaler
 from ..sgs.options import positive_int
 from .refresh_batches import batches_per_rank, draw_batches, forked_rng, loader_batch_size
 from .refresh_schedule import (MAX_FREQUENT_REFRESHES, MIN_ITERS_BETWEEN_REFRESHES,
@@ -351,7 +351,12 @@ class SpatialGradScalingHook(Hook):
         state, self._pending_state = self._pending_state, None
         if state is None:
             return 0
-        restored = self.scaler.load_state_dict(state)
+        try:
+            restored = self.scaler.load_state_dict(state)
+        except InvalidSGSState as e:  # a damaged G: treated like a missing one
+            self.scaler.logger.warning(f'{e} It is treated as missing: G starts afresh (a run '
+                                       'resumed past the warm-up refreshes at once).')
+            return 0
         if restored and state.get('unit', self.unit) == self.unit:
             self.schedule.last = state.get('last_refresh')
         return restored

@@ -1,7 +1,8 @@
 """Run forward passes and accumulate every layer's dependence statistics."""
 import contextlib
+import weakref
 from collections import OrderedDict
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, Optional, Set
 
 import torch
 import torch.nn as nn
@@ -50,19 +51,59 @@ def _conv2d_call(args, kwargs):
             bound.get('dilation', 1))
 
 
-class _FirstConv2d(TorchFunctionMode):
-    """Hands the first ``F.conv2d`` call made while it is on to ``on_call``."""
+def _tensors(obj):
+    """The tensors in ``obj`` and one level of lists, tuples and dict values."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for t in obj if isinstance(t, torch.Tensor)]
+    if isinstance(obj, dict):
+        return [t for t in obj.values() if isinstance(t, torch.Tensor)]
+    return []
 
-    def __init__(self, on_call):
+
+class _OwnConv2d(TorchFunctionMode):
+    """Finds, in a conv's own ``forward``, the ``F.conv2d`` call that convolves
+    with the conv's weight or a tensor computed from it, and hands its
+    arguments to ``on_call`` (once).
+
+    "Computed from it" is followed through every torch function the forward
+    calls while the mode is on (``weight.view``, ``mean``, ``(w - m) / s``,
+    ``w + other``...): an output of a call that takes a tracked tensor is
+    tracked too. Calls that convolve with another module's weight (a gate
+    conv, mmcv SAConv2d's 1x1 context convs) are passed over. Tracked
+    tensors are held by weak reference only.
+
+    Args:
+        weight: the conv's own weight Parameter.
+        on_call: ``on_call(args, kwargs)`` of the matching ``F.conv2d`` call.
+    """
+
+    def __init__(self, weight: torch.Tensor, on_call):
         super().__init__()
         self.on_call = on_call
+        self._derived = {id(weight): weakref.ref(weight)}
+
+    def _is_derived(self, t: torch.Tensor) -> bool:
+        ref = self._derived.get(id(t))
+        return ref is not None and ref() is t
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self.on_call is not None and getattr(func, '__name__', '') == 'conv2d':
-            on_call, self.on_call = self.on_call, None
-            on_call(args, kwargs)
-        return func(*args, **kwargs)
+        if self.on_call is None:
+            return func(*args, **kwargs)
+        derived = any(self._is_derived(t)
+                      for a in list(args) + list(kwargs.values()) for t in _tensors(a))
+        if derived and getattr(func, '__name__', '') == 'conv2d':
+            _, weight, _, _ = _conv2d_call(args, kwargs)
+            if isinstance(weight, torch.Tensor) and self._is_derived(weight):
+                on_call, self.on_call, self._derived = self.on_call, None, {}
+                on_call(args, kwargs)
+        out = func(*args, **kwargs)
+        if derived and self.on_call is not None:
+            for t in _tensors(out):
+                self._derived[id(t)] = weakref.ref(t)
+        return out
 
 
 def _is_compiling() -> bool:
@@ -76,7 +117,8 @@ def _forward_is_standard(conv: nn.Conv2d) -> bool:
 
 
 @contextlib.contextmanager
-def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
+def capture_inputs(conv: nn.Conv2d, sink: Sink,
+                   no_own_call: Optional[Callable[[], None]] = None) -> Iterator[None]:
     """Hand ``sink(x, zeros)`` the tensor ``conv``'s kernel slides over, at every
     call, while the context is open (SGS_SPEC §2.1).
 
@@ -90,15 +132,28 @@ def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
     - ``nn.Conv2d``'s own forward: a wrapper of ``conv._conv_forward`` on the
       instance pads as ``nn.Conv2d._conv_forward`` does.
     - A subclass whose ``forward`` is its own: the first ``F.conv2d`` call of
-      that forward is seen (a ``TorchFunctionMode`` while it runs), with the
-      input and padding it is given.
+      that forward that convolves with the conv's weight or a tensor computed
+      from it (a ``TorchFunctionMode`` while the forward runs, see
+      :class:`_OwnConv2d`), with the input and padding it is given. Calls
+      with other weights (a gate conv, context convs) are passed over. When
+      no call uses its weight (the forward convolves some other way, e.g.
+      unfold + matmul or a custom op), nothing is handed to ``sink`` and
+      ``no_own_call()`` is called: G cannot be estimated for such a layer.
     - Paths that call ``conv._conv_forward`` directly and skip the module's
       hooks, such as mmengine's ``efficient_conv_bn_eval`` (conv + eval-mode
       BN fused on the fly), are seen through the ``_conv_forward`` wrapper.
     - Otherwise (e.g. while ``torch.compile`` traces, where no mode is
       entered) the forward-pre hook's input with the conv's own padding rule.
 
-    Each call counts once.
+    Each call counts once. On any exit (``BaseException`` included: an
+    interrupt inside the forward skips the module's forward hooks) every
+    mode, hook and wrapper is removed.
+
+    Args:
+        conv: the conv.
+        sink: receives ``(x, zeros)`` per call.
+        no_own_call: called for each call of a subclass forward in which no
+            ``F.conv2d`` used the conv's weight.
     """
     frames = []  # one per conv(x) call in progress: [seen, input, mode]
     standard = _forward_is_standard(conv)
@@ -110,24 +165,35 @@ def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
         if frame[0]:
             return
         x, weight, padding, dilation = _conv2d_call(args, kwargs)
-        if not isinstance(x, torch.Tensor) or weight is None:
+        if not isinstance(x, torch.Tensor):
             return
         frame[0] = True
         emit(x, zero_padding(padding, tuple(weight.shape[-2:]), dilation))
+
+    def close(frame):
+        mode = frame[2]
+        if mode is not None:
+            frame[2] = None
+            mode.__exit__(None, None, None)
 
     def pre_hook(module, inputs):
         frame = [False, inputs[0] if inputs else None, None]
         frames.append(frame)
         if not standard and not _is_compiling():
-            mode = _FirstConv2d(lambda args, kwargs: on_conv2d(frame, args, kwargs))
+            mode = _OwnConv2d(conv.weight, lambda args, kwargs: on_conv2d(frame, args, kwargs))
             mode.__enter__()
             frame[2] = mode
 
     def post_hook(module, inputs, output):
-        seen, x, mode = frames.pop()
+        frame = frames.pop()
+        seen, x, mode = frame
+        close(frame)
+        if seen or output is None:
+            return
         if mode is not None:
-            mode.__exit__(None, None, None)
-        if not seen and output is not None and isinstance(x, torch.Tensor):
+            if no_own_call is not None:
+                no_own_call()
+        elif isinstance(x, torch.Tensor):
             emit(*slid_input(conv, x))
 
     handles = [conv.register_forward_pre_hook(pre_hook),
@@ -137,7 +203,8 @@ def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
 
     def conv_forward(x, *args, **kwargs):
         frame = frames[-1] if frames else None
-        if frame is None or not frame[0]:
+        # inside a subclass's own forward the mode picks the call by its weight
+        if frame is None or (not frame[0] and frame[2] is None):
             if frame is not None:
                 frame[0] = True
             emit(*slid_input(conv, x))
@@ -147,6 +214,10 @@ def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
     try:
         yield
     finally:
+        # frames left open: a forward interrupted by a BaseException (its
+        # forward hooks do not run); innermost first
+        while frames:
+            close(frames.pop())
         for h in handles:
             h.remove()
         if had_own:
@@ -158,8 +229,18 @@ def capture_inputs(conv: nn.Conv2d, sink: Sink) -> Iterator[None]:
 @torch.no_grad()
 def collect_dependence(layers: Dict[str, nn.Conv2d],
                        make_stats: Callable[[str, nn.Conv2d], DependenceStats],
-                       run_forward: Callable[[], None]) -> 'OrderedDict[str, DependenceStats]':
+                       run_forward: Callable[[], None],
+                       no_own_call: Optional[Set[str]] = None
+                       ) -> 'OrderedDict[str, DependenceStats]':
     """Accumulate dependence statistics of each layer's input.
+
+    Args:
+        layers: the convs by name.
+        make_stats: a fresh accumulator for a layer.
+        run_forward: runs the model over the refresh batches.
+        no_own_call: when given, receives the names of layers whose own
+            forward ran but convolved with no tensor from their weight (see
+            :func:`capture_inputs`): no statistics for them.
 
     ``run_forward`` runs the model over the refresh batches; it is called once
     per pass of the estimator (the same batches each time). Each conv's
@@ -183,7 +264,9 @@ def collect_dependence(layers: Dict[str, nn.Conv2d],
                 acc = stats[name]
                 stack.enter_context(capture_inputs(
                     conv, lambda x, zeros, acc=acc, pass_idx=pass_idx: acc.update(
-                        pass_idx, x, zeros)))
+                        pass_idx, x, zeros),
+                    None if no_own_call is None else
+                    lambda name=name: no_own_call.add(name)))
             try:
                 run_forward()
             except Exception as e:  # noqa: BLE001  only out-of-memory is caught

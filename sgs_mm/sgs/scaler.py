@@ -7,6 +7,7 @@ and the state saved in checkpoints. Torch only.
 """
 import gc
 import logging
+import threading
 import time
 import weakref
 from collections import OrderedDict
@@ -24,9 +25,11 @@ from .collect import RefreshOutOfMemory, collect_dependence
 from .distributed import broadcast_from_rank0, is_distributed
 from .geometry import PairGeometry
 from .layers import find_sgs_layers, unwrap_model
+from .sharding import reshard_fsdp2
 from .nmi import NMIStats
 from .options import SGSOptions
 from .scaling import scaling_from_dependence
+from .state_checks import check_saved_scales
 from .static_scalings import reparam_scaling
 
 STATE_VERSION = 2
@@ -152,6 +155,10 @@ class RefreshReport:
         failed: why the refresh gave up (out of memory after the retries with
             smaller chunks); every layer kept its G and the refresh count
             did not move. None when it succeeded.
+        no_own_call: convs whose own forward ran but convolved with no tensor
+            computed from their weight (G kept: it cannot be estimated).
+        adopted: convs that became trainable since the scaler was built
+            (frozen then) and are scaled from this refresh on.
     """
     refresh: int
     updated: 'OrderedDict[str, torch.Tensor]' = field(default_factory=OrderedDict)
@@ -160,17 +167,41 @@ class RefreshReport:
     nonfinite: List[str] = field(default_factory=list)
     seconds: float = 0.0
     failed: Optional[str] = None
+    no_own_call: List[str] = field(default_factory=list)
+    adopted: List[str] = field(default_factory=list)
+
+
+_ISLICE_HINT = ('pass the batches as a list, e.g. sgs.refresh([x.cuda() for x, _ in '
+                'itertools.islice(loader, 2)]) for 2 batches of a DataLoader')
 
 
 def as_batch_list(batches) -> list:
     """``refresh``'s ``batches`` as a list: a bare tensor or a dict (one
-    collated batch) is one batch; any other iterable is a sequence of them.
+    collated batch) is one batch; a list, tuple or other sized collection is
+    a sequence of them.
+
+    A DataLoader, a Dataset, an iterator or a generator is refused: a refresh
+    needs a few batches, and iterating such a source runs through all of it
+    (an endless loader never returns).
+
+    Args:
+        batches: what :meth:`SpatialGradScaler.refresh` was given.
 
     Raises:
-        ValueError: no batch at all, or not an iterable of batches.
+        ValueError: no batch at all, a loader / dataset / unsized iterable,
+            or not an iterable of batches.
     """
     if isinstance(batches, (torch.Tensor, Mapping)):
         return [batches]
+    from torch.utils.data import DataLoader, Dataset
+    if isinstance(batches, (DataLoader, Dataset)):
+        raise ValueError(f'SpatialGradScaler.refresh() takes the refresh batches themselves, '
+                         f'got a {type(batches).__name__}, which it would run through '
+                         f'entirely: {_ISLICE_HINT}')
+    if not hasattr(batches, '__len__') and hasattr(batches, '__iter__'):
+        raise ValueError(f'SpatialGradScaler.refresh() got an unsized iterable '
+                         f'({type(batches).__name__}: an iterator, generator or streaming '
+                         f'loader, possibly endless): {_ISLICE_HINT}')
     try:
         batches = list(batches)
     except TypeError:
@@ -250,9 +281,21 @@ class SpatialGradScaler:
         self.model = unwrap_model(model)
         self.layers, even, refused, frozen = find_sgs_layers(
             self.model, self.options.include, self.options.exclude, owner)
+        # frozen convs: picked up at the refresh after they become trainable;
+        # until then, warned about once when their weight gets a gradient
+        frozen_names = set(frozen)
+        self._left_out = OrderedDict((n, m) for n, m in self.model.named_modules()
+                                     if n in frozen_names)
+        self._warned_left_out = set()
+        self._optimizers: List[torch.optim.Optimizer] = []
+        # G and the refresh count are published together under this lock:
+        # state_dict() from another thread (an asynchronous checkpoint
+        # writer) sees one refresh's state, never a mix
+        self._state_lock = threading.RLock()
         if frozen:
             self.logger.info(f'SGS skips {len(frozen)} conv(s) whose weight is frozen '
-                             f'(requires_grad=False, e.g. frozen_stages): {_names(frozen)}')
+                             f'(requires_grad=False, e.g. frozen_stages): {_names(frozen)}; '
+                             'one unfrozen later is scaled from the next refresh on')
         if even:
             self.logger.warning(f'SGS skips {len(even)} conv(s) with an even kernel size (no '
                                 f'centre tap): {even}')
@@ -266,22 +309,14 @@ class SpatialGradScaler:
             raise ValueError(f'{owner}: the model has no eligible conv (a trainable nn.Conv2d '
                              'with an odd kernel larger than 1x1 on both sides, matching '
                              'include/exclude)')
-        # one G per weight Parameter: convs sharing a weight form a group,
-        # keyed by the first name, and get the mean of their G
-        self.groups: 'OrderedDict[str, List[str]]' = OrderedDict()
-        first_name: Dict[int, str] = {}
-        for name, conv in self.layers.items():
-            key = first_name.setdefault(id(conv.weight), name)
-            self.groups.setdefault(key, []).append(name)
-        self.key_of = {n: key for key, names in self.groups.items() for n in names}
+        self._group_layers()
         shared = {k: v for k, v in self.groups.items() if len(v) > 1}
         if shared:
             self.logger.info(f'SGS: convs sharing one weight get one G (mean of theirs): '
                              f'{list(shared.values())}')
-        self.applier = ScalingApplier(
-            OrderedDict((key, self.layers[key].weight) for key in self.groups),
-            self.options.mode)
+        self.applier = self._make_applier(self.options.mode)
         self.num_refreshes = 0
+        self.reported_no_own_call = set()
         self.reported_idle = set()
         self._idle_since_refresh: List[str] = []
         self._check_pending = False
@@ -293,11 +328,30 @@ class SpatialGradScaler:
     def method(self) -> str:
         return self.options.method
 
-    def _set_static_scalings(self) -> None:
+    def _group_layers(self) -> None:
+        """One G per weight Parameter: convs sharing a weight form a group,
+        keyed by the first name, and get the mean of their G."""
+        self.groups: 'OrderedDict[str, List[str]]' = OrderedDict()
+        first_name: Dict[int, str] = {}
+        for name, conv in self.layers.items():
+            key = first_name.setdefault(id(conv.weight), name)
+            self.groups.setdefault(key, []).append(name)
+        self.key_of = {n: key for key, names in self.groups.items() for n in names}
+
+    def _make_applier(self, mode: str) -> ScalingApplier:
+        """An applier for the weights of :attr:`groups`, with the convs using each
+        (for the gathered weight of a sharded model, see :class:`ScalingApplier`)."""
+        return ScalingApplier(
+            OrderedDict((key, self.layers[key].weight) for key in self.groups), mode,
+            modules=OrderedDict((key, [self.layers[n] for n in names])
+                                for key, names in self.groups.items()))
+
+    def _set_static_scalings(self, keys: Optional[Sequence[str]] = None) -> None:
         method = self.options.method
+        keys = list(self.groups) if keys is None else keys
         if method == 'fixed':
             g, skipped = self.options.static_scaling(), []
-            for key in self.groups:
+            for key in keys:
                 if tuple(self.layers[key].kernel_size) == (3, 3):
                     self.applier.set(key, g)
                 else:
@@ -306,7 +360,7 @@ class SpatialGradScaler:
                 self.logger.warning(f"SGS method='fixed' is a 3x3 matrix; G stays 1 for the "
                                     f'non-3x3 convs {skipped}')
         elif method == 'reparam':
-            for key in self.groups:
+            for key in keys:
                 try:
                     g = reparam_scaling(self.options.branches,
                                         tuple(self.layers[key].kernel_size),
@@ -314,6 +368,64 @@ class SpatialGradScaler:
                 except ValueError as e:
                     raise ValueError(f'{self.options.owner}: layer {key!r}: {e}') from None
                 self.applier.set(key, g)
+
+    def _adopt_unfrozen(self) -> List[str]:
+        """Take in the convs that were frozen when the scaler was built and are
+        trainable now (fine-tuning that unfreezes a stage): they get G from
+        this refresh on (a static G at once). The applier is rebuilt over
+        all weights, keeping every G, and re-attached where it was.
+
+        Returns:
+            The names of the convs taken in.
+        """
+        now = [n for n, conv in self._left_out.items() if conv.weight.requires_grad]
+        if not now:
+            return []
+        layers, even, refused, _ = find_sgs_layers(self.model, self.options.include,
+                                                   self.options.exclude, self.options.owner)
+        adopted = [n for n in layers if n in now and n not in self.layers]
+        for n in now:
+            del self._left_out[n]
+        skipped = [n for n in now if n not in adopted]
+        if skipped:
+            self.logger.warning(f'SGS: {skipped} became trainable but cannot be scaled (even '
+                                'kernel, or a weight recomputed from other parameters); they '
+                                'train without SGS')
+        if not adopted:
+            return []
+        with self._state_lock:
+            old = self.applier
+            self.layers = OrderedDict((n, layers[n]) for n in layers
+                                      if n in self.layers or n in adopted)
+            self._group_layers()
+            applier = self._make_applier(old.mode)
+            for key, g in old.scales.items():
+                if key in applier.scales:
+                    applier.scales[key].copy_(g)
+            applier.active = old.active
+            attached = old.attached
+            old.detach()
+            self.applier = applier
+            if attached:
+                self.applier.on_release = weakref.WeakMethod(self.detach)
+                self.applier.attach(self._optimizers)
+            self._set_static_scalings([k for k in self.groups if k in adopted])
+        return adopted
+
+    def _check_left_out(self) -> None:
+        """One warning, the first time a conv left out as frozen trains
+        (before the refresh that takes it in)."""
+        training = [n for n, conv in self._left_out.items()
+                    if n not in self._warned_left_out and conv.weight.requires_grad
+                    and conv.weight.grad is not None]
+        if not training:
+            return
+        self._warned_left_out.update(training)
+        when = ('the next refresh estimates their G' if self.options.dynamic else
+                'the next refresh gives them their G')
+        self.logger.warning(
+            f'SGS: {_names(training)} were frozen when SGS started and train now with G = 1 '
+            f'(not scaled) until {when} and scales them from then on.')
 
     def attach(self, optimizers: Union[torch.optim.Optimizer,
                                        Iterable[torch.optim.Optimizer], None] = None) -> None:
@@ -328,6 +440,7 @@ class SpatialGradScaler:
             optimizers = [optimizers]
         optimizers = list(optimizers or [])
         self.detach()
+        self._optimizers = optimizers
         self.applier.on_release = weakref.WeakMethod(self.detach)
         taken = self.applier.attach(optimizers)
         if taken:
@@ -393,18 +506,27 @@ class SpatialGradScaler:
         """
         start = time.perf_counter()
         report = RefreshReport(refresh=self.num_refreshes)
+        batches = as_batch_list(batches) if self.options.dynamic else batches
+        report.adopted = self._adopt_unfrozen()
+        if report.adopted:
+            self.logger.info(
+                f'SGS: {len(report.adopted)} conv(s) frozen when SGS started are trainable now '
+                f'and scaled from this refresh on: {_names(report.adopted)}')
         if not self.options.dynamic:
             return report
-        batches = as_batch_list(batches)
         forward = forward or _default_forward
         model = self.model
         flags = [(m, m.training) for m in model.modules()]
         buffers = list(model.buffers()) if is_distributed() else []
         own_buffers = [b.detach().clone() for b in buffers]
 
+        no_own_call = set()
+
         def run(fwd, layers, divisor):
+            no_own_call.clear()
             return collect_dependence(layers, lambda n, c: self._make_stats(n, c, divisor),
-                                      lambda: [fwd(model, batch) for batch in batches])
+                                      lambda: [fwd(model, batch) for batch in batches],
+                                      no_own_call)
 
         stats = None
         try:
@@ -415,9 +537,11 @@ class SpatialGradScaler:
                     try:
                         stats = run(forward, self.layers, divisor)
                         idle = OrderedDict((n, self.layers[n]) for n, acc in stats.items()
-                                           if int(acc.calls) == 0)
+                                           if int(acc.calls) == 0 and n not in no_own_call)
                         if idle and fallback_forward is not None:
+                            first = set(no_own_call)
                             stats.update(run(fallback_forward, idle, divisor))
+                            no_own_call.update(first)
                         break
                     except RefreshOutOfMemory as e:
                         stats = None
@@ -435,6 +559,7 @@ class SpatialGradScaler:
             with torch.no_grad():
                 for b, own in zip(buffers, own_buffers):
                     b.copy_(own)
+            reshard_fsdp2(model)
         if stats is None:
             report.seconds = time.perf_counter() - start
             chunk = self.options.max_chunk_elems
@@ -451,7 +576,7 @@ class SpatialGradScaler:
         per_layer = {}
         for name, acc in stats.items():
             if int(acc.calls) == 0:
-                report.idle.append(name)
+                (report.no_own_call if name in no_own_call else report.idle).append(name)
                 continue
             if int(acc.nonfinite.sum()) > 0:
                 report.nonfinite.append(name)
@@ -461,14 +586,17 @@ class SpatialGradScaler:
                 report.kept_nan.append(name)
             else:
                 per_layer[name] = g
+        new_g = OrderedDict()
         for key, names in self.groups.items():
             gs = [per_layer[n] for n in names if n in per_layer]
             if gs:
-                g = torch.stack(gs).mean(0) if len(gs) > 1 else gs[0]
+                new_g[key] = torch.stack(gs).mean(0) if len(gs) > 1 else gs[0]
+        with self._state_lock:  # G and its refresh count are published together
+            for key, g in new_g.items():
                 self.applier.set(key, g)
                 report.updated[key] = g.detach().to('cpu', torch.float64)
-        self.num_refreshes += 1
-        report.refresh = self.num_refreshes
+            self.num_refreshes += 1
+            report.refresh = self.num_refreshes
         report.seconds = time.perf_counter() - start
         self._idle_since_refresh = report.idle
         self._warn(report)
@@ -476,6 +604,14 @@ class SpatialGradScaler:
         return report
 
     def _warn(self, report: RefreshReport) -> None:
+        new_no_own = [n for n in report.no_own_call if n not in self.reported_no_own_call]
+        if new_no_own:
+            self.reported_no_own_call.update(new_no_own)
+            self.logger.warning(
+                f'SGS cannot estimate G for {new_no_own}: their forward ran, but none of its '
+                'F.conv2d calls convolved with their own weight or a tensor computed from it '
+                '(they convolve another way, e.g. a custom op, deformable conv or unfold + '
+                'matmul). They keep G = 1 (their previous G).')
         new_idle = [n for n in report.idle if n not in self.reported_idle]
         if new_idle:
             self.reported_idle.update(new_idle)
@@ -502,6 +638,8 @@ class SpatialGradScaler:
         """At the first optimizer step after attaching / each refresh: every
         weight that received a gradient went through SGS's hook, and still is
         the Parameter the hook is on."""
+        if self._left_out:
+            self._check_left_out()
         if not self._check_pending:
             return
         self._check_pending = False
@@ -537,15 +675,22 @@ class SpatialGradScaler:
 
     # ------------------------------------------------------------------ state
     def scales(self) -> 'OrderedDict[str, torch.Tensor]':
-        """Current G per weight (float64, CPU), keyed by the first conv's name."""
-        return OrderedDict((n, s.detach().to('cpu', torch.float64, copy=True))
-                           for n, s in self.applier.scales.items())
+        """Current G per weight (float64, CPU), keyed by the first conv's name
+        (all from one refresh, also while another thread refreshes)."""
+        with self._state_lock:
+            return OrderedDict((n, s.detach().to('cpu', torch.float64, copy=True))
+                               for n, s in self.applier.scales.items())
 
     def state_dict(self) -> dict:
-        """G per layer, the refresh count and the arguments that define G."""
-        return dict(version=STATE_VERSION, method=self.options.method,
-                    config=self.options.g_config(), num_refreshes=self.num_refreshes,
-                    scales=dict(self.scales()))
+        """G per layer, the refresh count and the arguments that define G.
+
+        Safe to call from another thread (an asynchronous checkpoint writer)
+        while a refresh runs: the snapshot is one refresh's G with its count.
+        """
+        with self._state_lock:
+            return dict(version=STATE_VERSION, method=self.options.method,
+                        config=self.options.g_config(), num_refreshes=self.num_refreshes,
+                        scales=dict(self.scales()))
 
     def config_mismatch(self, state: dict) -> List[str]:
         """The G-defining arguments on which ``state`` differs from this scaler."""
@@ -574,6 +719,11 @@ class SpatialGradScaler:
 
         Raises:
             ValueError: a saved G has another shape than its layer's kernel.
+            InvalidSGSState: a saved G is non-finite, negative or all zero
+                (a damaged checkpoint; no method gives one): the error names
+                the layers and the values, nothing is restored. Single zero
+                taps are accepted (``nmi``: a displacement without
+                dependence; ``reparam``: taps outside every branch).
         """
         mismatch = self.config_mismatch(state)
         if mismatch:
@@ -581,6 +731,7 @@ class SpatialGradScaler:
                                 'it is not restored, SGS starts afresh')
             return 0
         scales = {n: torch.as_tensor(g) for n, g in (state.get('scales') or {}).items()}
+        check_saved_scales(scales)
         kernels = {n: tuple(self.layers[n].kernel_size) for n in self.groups}
         for name, g in scales.items():
             if name in kernels and tuple(g.shape) != kernels[name]:
@@ -588,21 +739,23 @@ class SpatialGradScaler:
                                  f'layer a {kernels[name]} kernel')
         mapping, ambiguous = map_layer_names(
             list(scales), kernels, {n: tuple(g.shape) for n, g in scales.items()})
-        for saved, mine in mapping.items():
-            self.applier.set(mine, scales[saved])
         restored = len(mapping)
         missing = [n for n in self.groups if n not in mapping.values()]
         unknown = [n for n in scales if n not in mapping]
         saved_refreshes = int(state.get('num_refreshes', 0))
         what = f'({self.options.method}, k={self.options.k})'
-        if not restored:
+        if restored:
+            with self._state_lock:
+                for saved, mine in mapping.items():
+                    self.applier.set(mine, scales[saved])
+                self.num_refreshes = saved_refreshes
+        else:
             self.logger.warning(
                 f'SGS: the saved state holds G for none of this model\'s {len(self.groups)} '
                 f'layers (saved names look like {unknown[:3]}, the model\'s like '
                 f'{list(self.groups)[:3]}{"; ambiguous: " + str(ambiguous) if ambiguous else ""}'
                 '); nothing restored, SGS starts afresh')
             return 0
-        self.num_refreshes = saved_refreshes
         renamed = {s: m for s, m in mapping.items() if s != m}
         where = f'refresh #{self.num_refreshes}' if self.num_refreshes else 'constant G'
         count = (f'{restored} layers' if not missing else
