@@ -1,5 +1,7 @@
 # sgs_mm: two commands on a fresh machine.
 #   make test   set up .venv (idempotent) and run the test suite
+#   make test-compat  the oldest supported stack (Python 3.10, torch 2.1.2,
+#               numpy 1.26) in .venv-compat, and the tests that matter there
 #   make demo   set up .venv (idempotent) and run the demo on built-in data
 #               (GPUS=N: N GPUs under torchrun; GPUS=0: the CPU)
 # Your own torch (docs/install.md):
@@ -18,7 +20,19 @@ PYTEST_ARGS ?=
 SETUP_VARS = TORCH='$(TORCH)' PYTHON='$(PYTHON)' MMCV_CUDA='$(MMCV_CUDA)' \
 	WHEELHOUSE='$(WHEELHOUSE)' LEAVE_OUT='$(LEAVE_OUT)'
 
-.PHONY: env wheelhouse test test-fast demo bench clean-env
+# The oldest supported stack (requirements/compat.txt): engine, hook,
+# state/resume, faults, checkpoint security, analysis tools, real mmseg/mmpose
+# training with SGS. COMPAT_PYTHON= a Python 3.10 (default: found on PATH/pyenv).
+COMPAT_VENV ?= .venv-compat
+override COMPAT_VENV := $(abspath $(COMPAT_VENV))
+COMPAT_TESTS ?= tests/test_scaler.py tests/test_sgs_estimators.py tests/test_sgs_lemma1.py \
+	tests/test_sgs_padding.py tests/test_sgs_chunking.py tests/test_sgs_state.py \
+	tests/test_hook_runner.py tests/test_hook_schedule.py tests/test_hook_edge_cases.py \
+	tests/test_hook_faults.py tests/test_torch_load_security.py tests/test_env_compat.py \
+	tests/test_env_resume.py tests/test_analysis_tools.py tests/test_hook_mm_models.py \
+	tests/test_env_train_step.py tests/test_readme_snippets.py tests/test_fsdp2.py
+
+.PHONY: env wheelhouse test test-fast test-compat demo bench clean-env
 
 env:
 	@$(SETUP_VARS) bash tools/setup_env.sh '$(VENV)'
@@ -32,6 +46,10 @@ test: env
 
 test-fast: env
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-compat:
+	@COMPAT_PYTHON='$(COMPAT_PYTHON)' bash tools/setup_compat.sh '$(COMPAT_VENV)'
+	$(COMPAT_VENV)/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS)
 
 demo: env
 	$(PY) tools/demo.py $(if $(GPUS),--gpus $(GPUS))

@@ -370,6 +370,8 @@ if ! mmcv_fits 2>/dev/null; then
     "$VPY" -m pip install --no-index --no-deps --find-links "$KEYDIR" mmcv==2.1.0
     mmcv_fits || { log "built mmcv does not import mmcv.ops"; exit 1; }
   fi
+else  # e.g. OpenMMLab's own wheel (mim install mmcv==2.1.0): never rebuilt or replaced
+  log "mmcv 2.1.0 with compiled ops is present in $VENV: kept as it is"
 fi
 
 log "installing the pinned OpenMMLab stack"

@@ -6,7 +6,15 @@ from mmengine.model import is_model_wrapper
 
 
 def unwrapped_model(runner) -> torch.nn.Module:
+    """The model inside the runner's DDP wrapper.
+
+    Raises:
+        ValueError: the runner shards the model with FSDP or DeepSpeed
+            (FlexibleRunner strategies), under which SGS cannot scale.
+    """
+    from ..sgs.sharding import refuse_unsupported_wrappers
     model = runner.model
+    refuse_unsupported_wrappers(model, owner='SpatialGradScalingHook')
     return model.module if is_model_wrapper(model) else model
 
 

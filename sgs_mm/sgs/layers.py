@@ -67,22 +67,20 @@ def find_sgs_layers(model: nn.Module, include: Optional[Sequence[str]] = None,
     return layers, even, refused, frozen
 
 
-def _wrapper_types() -> tuple:
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-    types = [DataParallel, DistributedDataParallel]
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-        types.append(FullyShardedDataParallel)
-    except ImportError:  # pragma: no cover - torch built without distributed
-        pass
-    return tuple(types)
-
-
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside DataParallel / DistributedDataParallel / FSDP wrappers
-    (mmengine's wrappers derive from them), else the model itself."""
-    wrappers = _wrapper_types()
-    while isinstance(model, wrappers):
+    """The model inside DataParallel / DistributedDataParallel wrappers
+    (mmengine's wrappers derive from them), else the model itself.
+
+    Raises:
+        ValueError: the model is sharded by FSDP (``FullyShardedDataParallel``)
+            or DeepSpeed, under which SGS cannot scale
+            (:func:`~sgs_mm.sgs.sharding.refuse_unsupported_wrappers`).
+    """
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    from .sharding import refuse_unsupported_wrappers
+    refuse_unsupported_wrappers(model)
+    while isinstance(model, (DataParallel, DistributedDataParallel)):
         model = model.module
     return model
 

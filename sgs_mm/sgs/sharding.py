@@ -36,3 +36,34 @@ def reshard_fsdp2(model: nn.Module) -> int:
     for m in sharded:
         m.reshard()
     return len(sharded)
+
+
+def refuse_unsupported_wrappers(model: nn.Module, owner: str = 'SpatialGradScaler') -> None:
+    """Raise for the sharding wrappers under which SGS would silently not scale.
+
+    FSDP (``FullyShardedDataParallel``, what mmengine's ``FSDPStrategy``
+    wraps with) flattens the weights into one buffer per wrapper: between
+    steps a conv's ``weight`` is a slice of this rank's shard, not the KxK
+    kernel SGS estimates G for. DeepSpeed's engine writes the gradients into
+    its own partitioned buffers. FSDP2 (``fully_shard``) and DDP are supported.
+
+    Raises:
+        ValueError: ``model`` is, or contains, such a wrapper.
+    """
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # pragma: no cover - torch built without distributed
+        FullyShardedDataParallel = ()
+    for name, m in model.named_modules():
+        kinds = [c.__name__ for c in type(m).__mro__]
+        if isinstance(m, FullyShardedDataParallel):
+            what = 'FSDP (FullyShardedDataParallel, e.g. mmengine FSDPStrategy)'
+        elif 'DeepSpeedEngine' in kinds or 'MMDeepSpeedEngineWrapper' in kinds:
+            what = 'DeepSpeed (e.g. mmengine DeepSpeedStrategy)'
+        else:
+            continue
+        raise ValueError(
+            f'{owner}: the model{f" ({name})" if name else ""} is wrapped by {what}, under '
+            'which SGS cannot scale the KxK conv gradients (the weights are flattened into '
+            'sharded buffers). Use DDP, or FSDP2 (torch.distributed.fsdp.fully_shard), which '
+            'SGS supports: docs/without_openmmlab.md#sharded-training-fsdp2.')
