@@ -205,9 +205,58 @@ def pairs_by_model(results: dict):
     return [(m, t, v) for m, (t, v) in out.items()]
 
 
-def readme_table(results: dict, chance: dict) -> str:
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else platform's."""
+    import platform
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.lower().startswith('model name'):
+                    return ' '.join(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def machine_line(device: str) -> str:
+    """The line under the README table that says which machine made it.
+
+    Float results depend on the machine as well as on the package versions:
+    oneDNN/MKL pick other kernels for another instruction set (AVX2 vs
+    AVX-512), which moves the demo's numbers by a point or two. The line
+    names the CPU, the kernels torch dispatches to and the torch/numpy
+    versions (a GPU run: the GPU and CUDA), so that a rerun is expected to
+    give the table number for number only on a machine with the same line.
+
+    Args:
+        device (str): the plan's device ('cpu', 'cuda x1', ...).
+    """
+    import platform
+
+    import numpy
+    import torch
+
+    from sgs_mm.compat import cpu_capability
+    if device.startswith('cuda'):
+        hw = (f'GPU {torch.cuda.get_device_name(0)} ({device}, '
+              f'CUDA {torch.version.cuda})')
+    else:
+        hw = (f'CPU {_cpu_model()} ({platform.machine()}, torch kernels '
+              f'{cpu_capability()})')
+    return (f'Made on {hw} with torch {torch.__version__.split("+")[0]}, '
+            f'numpy {numpy.__version__}.')
+
+
+def machine_of(block: str) -> str:
+    """The machine line of a demo-results block ('' where it has none)."""
+    return next((ln for ln in block.splitlines()
+                 if ln.startswith('Made on ')), '')
+
+
+def readme_table(results: dict, chance: dict, machine: str = '') -> str:
     """The demo's summary table between the demo-results markers: the block
-    the README carries (no times, so a rerun reproduces it exactly)."""
+    the README carries (no times, so a rerun on the same machine reproduces
+    it exactly), with ``machine`` (:func:`machine_line`) under it."""
     lines = [MARK_START,
              '| Model | Task (metric, %) | Chance | Baseline | SGS | Device |',
              '|---|---|---|---|---|---|']
@@ -222,6 +271,8 @@ def readme_table(results: dict, chance: dict) -> str:
         lines.append(f'| {model} | {name} ({" / ".join(cols)}) | '
                      f'{_fmt([ch.get(c) for c in cols])} | {cells[0]} | '
                      f'{cells[1]} | {" / ".join(devices)} |')
+    if machine:
+        lines += ['', machine]
     lines.append(MARK_END)
     return '\n'.join(lines) + '\n'
 
@@ -279,7 +330,7 @@ def g_summary(results: dict) -> list:
 
 
 def preamble(results: dict, chance: dict, data_root: str,
-             figures: list) -> str:
+             figures: list, machine: str = '') -> str:
     parts = [
         '**Demo data: synthetic and tiny.** `sgs_mm.data.synthetic` generated '
         f'`{data_root}` (seeded) in the real on-disk formats:',
@@ -289,7 +340,7 @@ def preamble(results: dict, chance: dict, data_root: str,
         'whether SGS helps (one seed of tiny runs; another seed moves them '
         'by about as much as the baseline-SGS differences).', '',
         '## Demo summary', '',
-        readme_table(results, chance).rstrip('\n'), '',
+        readme_table(results, chance, machine).rstrip('\n'), '',
         'Chance: what a trivial predictor scores on the same val data, '
         'computed by `sgs_mm.data.chance`: ' + '; '.join(
             f'{TASKS[t][0]}: {CHANCE_NOTE[t].format(**chance.get(t, {}))}'
@@ -479,7 +530,8 @@ def main(argv=None):
     figures = draw_figures(results, args.work_root)
     md = write_tables(results, args.work_root, preamble(
         results, chance, args.data_root,
-        [osp.relpath(f, args.work_root) for f in figures]))
+        [osp.relpath(f, args.work_root) for f in figures],
+        machine_line(plan['device'])))
     print()
     print(md.split('## Stages')[0].rstrip())
     for line in above_chance(results, chance):
