@@ -2,7 +2,10 @@
 faults of a long run (issue 15, cases 3 and 7)."""
 import builtins
 import functools
+import os
 
+import numpy as np
+import pytest
 import torch
 
 import sgs_mm  # noqa: F401  registers the hook
@@ -196,3 +199,29 @@ def test_resume_with_a_state_that_never_refreshed(tmp_path):
     resumed.train()
     assert [r['epoch'] for r in records(tmp_path)] == [2]
     assert said.warned('holds no estimated G yet')
+
+
+def test_heatmap_png_that_cannot_be_written_turns_heatmaps_off(tmp_path):
+    """mmengine's LocalVisBackend ignores cv2.imwrite's False (a file-size
+    limit, a full disk): a real failed write, a folder where the PNG goes,
+    must still give one warning and turn heatmaps off (issue 23, item 6)."""
+    runner = make_runner(tmp_path, hook=dict(HOOK, interval=1), max_epochs=3)
+    backend = runner.visualizer._vis_backends['LocalVisBackend']
+    img_dir = os.path.join(backend._save_dir, 'vis_image')
+    for step in (8, 16):  # the refreshes at epochs 1 and 2
+        os.makedirs(os.path.join(img_dir, f'sgs_G_{step}.png'))
+    said = Messages(runner)
+    runner.train()
+    hook = sgs_hook(runner)
+    assert hook.num_refreshes == 2 and not hook.log_heatmaps
+    warned = said.warned('G heatmap could not be written')
+    assert len(warned) == 1 and 'sgs_G_8.png' in warned[0]
+
+
+def test_image_writes_raise_when_cv2_fails(tmp_path):
+    from sgs_mm.visualization import write_image
+    (tmp_path / 'taken.png').mkdir()
+    with pytest.raises(OSError, match='taken.png'):
+        write_image(str(tmp_path / 'taken.png'), np.zeros((4, 4, 3), np.uint8))
+    write_image(str(tmp_path / 'ok.png'), np.zeros((4, 4, 3), np.uint8))
+    assert (tmp_path / 'ok.png').stat().st_size > 0

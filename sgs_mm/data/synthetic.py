@@ -42,6 +42,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from ..visualization.image_write import write_image
+
 __all__ = [
     'SHAPE_CLASSES', 'CITYSCAPES_CLASSES_USED', 'MPII_JOINTS',
     'make_imagenet', 'make_cityscapes', 'make_mpii', 'make_all'
@@ -162,7 +164,7 @@ def make_imagenet(root: str,
             img = _grey_background(rng, size, size)
             _draw_shape(img, rng, kind, _class_colour(rng, ci, len(classes)))
             rel = f'{wnid}/{wnid}_{n}.JPEG'
-            cv2.imwrite(osp.join(root, 'train', rel), img, _JPEG)
+            write_image(osp.join(root, 'train', rel), img, _JPEG)
             train_lines.append(f'{rel} {ci}')
     os.makedirs(osp.join(root, 'val'), exist_ok=True)
     labels = np.repeat(np.arange(len(classes)), num_val_per_class)
@@ -172,7 +174,7 @@ def make_imagenet(root: str,
         _draw_shape(img, rng, classes[ci],
                     _class_colour(rng, ci, len(classes)))
         name = f'ILSVRC2012_val_{n:08d}.JPEG'
-        cv2.imwrite(osp.join(root, 'val', name), img, _JPEG)
+        write_image(osp.join(root, 'val', name), img, _JPEG)
         val_lines.append(f'{name} {ci}')
     _write_lines(osp.join(root, 'meta', 'train.txt'), train_lines)
     _write_lines(osp.join(root, 'meta', 'val.txt'), val_lines)
@@ -257,10 +259,10 @@ def make_cityscapes(root: str,
         for i in range(n):
             img, lab = _street_scene(rng, height, width)
             stem = f'{city}_{i // 100:06d}_{i % 100:06d}'
-            cv2.imwrite(osp.join(img_dir, f'{stem}_leftImg8bit.png'), img)
-            cv2.imwrite(
+            write_image(osp.join(img_dir, f'{stem}_leftImg8bit.png'), img)
+            write_image(
                 osp.join(gt_dir, f'{stem}_gtFine_labelTrainIds.png'), lab)
-            cv2.imwrite(
+            write_image(
                 osp.join(gt_dir, f'{stem}_gtFine_labelIds.png'),
                 train_to_id[lab])
         counts[split] = n
@@ -370,7 +372,7 @@ def make_mpii(root: str,
             hb = _draw_figure(img, rng, j, u)
             name = f'{img_id:09d}.jpg'
             img_id += 1
-            cv2.imwrite(osp.join(root, 'images', name), img, _JPEG)
+            write_image(osp.join(root, 'images', name), img, _JPEG)
             j1 = j + 1.0  # MPII (Matlab) coordinates are 1-based
             # the person box: centre of the joints' extent, scale = its
             # larger side * 1.25 / 200 (MPII's scale is person height / 200)

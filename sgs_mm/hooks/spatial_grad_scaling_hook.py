@@ -325,10 +325,11 @@ class SpatialGradScalingHook(Hook):
                     'checkpoints).')
                 self.history = None
         if self.log_heatmaps:
-            from ..visualization import render_scaling_grid
+            from ..visualization import check_local_image, render_scaling_grid
             try:
                 image = render_scaling_grid({n: g.numpy() for n, g in scales.items()})
                 runner.visualizer.add_image('sgs_G', image, step=runner.iter)
+                check_local_image(runner.visualizer, 'sgs_G', runner.iter, image)
             except OSError as e:
                 self.log_heatmaps = False
                 runner.logger.warning(f'SGS: the G heatmap could not be written ({e}); '
