@@ -538,3 +538,198 @@ def test_device_label():
     assert device_label('none', 4, True) == 'cuda x1'
     assert device_label('pytorch', 4, True) == 'cuda x4'
     assert device_label('pytorch', 2, False) == 'cpu x2 (gloo)'
+
+
+# ------------------------------------------------------------ run options
+def test_run_options_are_one_checked_object(tmp_path):
+    from sgs_mm.launch.pipeline import RunOptions, load_spec, run_pipeline
+    opts = RunOptions(seeds=3, jobs=2)
+    assert opts.replace(seeds=1).seeds == 1 and opts.seeds == 3
+    for bad, match in ((dict(seeds=0), 'seeds'), (dict(jobs=0), 'jobs'),
+                       (dict(launcher='srun'), 'launcher')):
+        with pytest.raises(ValueError, match=match):
+            RunOptions(**bad)
+    spec = load_spec(_demo_spec(tmp_path))
+    with pytest.raises(TypeError, match='sedes'):
+        run_pipeline(spec, RunOptions(dry_run=True), sedes=2)
+
+
+# --------------------------------------------- comparison arms in the spec
+def test_a_chain_follows_its_first_stage_and_bad_arms_are_named(tmp_path):
+    """A stage without its own ``enabled`` is left out with the stage it
+    initialises from; an explicit enabled=True under a disabled one is an
+    error; a bad ``reparam`` is refused when the spec loads."""
+    from sgs_mm.launch.pipeline import load_spec
+    path = _spec(tmp_path, (
+        "stages=[dict(name='a', config='x.py', reparam='dbb', enabled=False),\n"
+        "        dict(name='b', config='y.py', init_from='a'),\n"
+        "        dict(name='c', config='y.py', init_from='b')]\n"))
+    assert load_spec(path)['stages'] == []
+    assert [s['name'] for s in load_spec(path, {'a': {'enabled': True}})[
+        'stages']] == ['a', 'b', 'c']
+    with pytest.raises(ValueError, match='initialises from a, which is not'):
+        load_spec(path, {'b': {'enabled': True}})
+    with pytest.raises(ValueError, match="stage a: reparam: kind must be one "
+                       "of .*got 'dbbb'"):
+        load_spec(path, {'a': {'enabled': True, 'reparam': 'dbbb'}})
+
+
+def test_an_arm_needs_an_image_classifier_config(tmp_path):
+    from sgs_mm.launch.pipeline import StageInputError, load_spec, run_pipeline
+    spec = load_spec(_spec(tmp_path, (
+        f"stages=[dict(name='seg', reparam='acb', config="
+        f"'{REPO}/configs/demo/pspnet_r18-d8_demo.py')]\n")))
+    with pytest.raises(StageInputError, match="stage seg: reparam='acb' needs "
+                       "a config whose model is an mmpretrain ImageClassifier"):
+        run_pipeline(spec, dry_run=True, work_root=str(tmp_path / 'wd'))
+
+
+@pytest.mark.parametrize('depth', [18, 34, 50])
+def test_comparison_spec_arms_are_data(depth):
+    """compare_rD.py: paper_rD.py's stages (same work root: reused) plus one
+    chain per arm -- the plain paper-recipe pretrain config with
+    ``reparam=<kind>``, then the plain PSPNet and SimpleBaseline recipes from
+    its final checkpoint; RepVGG is one option away."""
+    from sgs_mm.launch.pipeline import load_spec, split_stage_options
+    path = str(REPO / 'configs' / 'pipeline' / f'compare_r{depth}.py')
+    base = load_spec(str(REPO / 'configs' / 'pipeline' / f'paper_r{depth}.py'))
+    spec = load_spec(path)
+    assert spec['work_root'] == base['work_root']
+    assert spec['stages'][:len(base['stages'])] == base['stages']
+    arms = spec['stages'][len(base['stages']):]
+    by = {s['name']: s for s in base['stages']}
+    want = []
+    for kind, variant in (('acb', 'ACB'), ('dbb', 'DBB')):
+        for task in ('pretrain', 'pspnet', 'simplebaseline'):
+            want.append((f'{task}_r{depth}_{kind}', variant, task))
+    assert [s['name'] for s in arms] == [n for n, _, _ in want]
+    for st, (name, variant, task) in zip(arms, want):
+        plain = by[f'{task}_r{depth}']
+        assert st['config'] == plain['config'] and st['nproc'] == plain['nproc']
+        assert st['table'] == dict(plain['table'], variant=variant)
+        if task == 'pretrain':
+            assert st['reparam'] == name.rsplit('_', 1)[1]
+            assert 'init_from' not in st
+        else:
+            assert st['init_from'] == name.replace(task, 'pretrain', 1)
+            assert 'reparam' not in st
+    stage_opts, _ = split_stage_options(
+        {f'stages.pretrain_r{depth}_repvgg.enabled': True})
+    more = load_spec(path, stage_opts)['stages'][len(spec['stages']):]
+    assert [s['name'] for s in more] == [
+        f'{t}_r{depth}_repvgg' for t in ('pretrain', 'pspnet',
+                                          'simplebaseline')]
+    assert more[0]['reparam'] == 'repvgg'
+
+
+@pytest.mark.slow
+def test_comparison_dry_run_lists_every_stage_of_every_seed(tmp_path,
+                                                            capsys):
+    tool = load_script('tools/pipeline.py')
+    tool.main([str(REPO / 'configs' / 'pipeline' / 'compare_r18.py'),
+               '--dry-run', '--seeds', '2', '--launcher', 'pytorch',
+               '--work-root', str(tmp_path / 'wd'), '--cfg-options',
+               'stages.pretrain_r18_repvgg.enabled=True'])
+    out = capsys.readouterr().out.splitlines()
+    labels = [line.split('] ', 1)[1] for line in out
+              if line.startswith('[pipeline 0')]
+    cmds = [line for line in out if line.startswith('[pipeline] ')]
+    assert len(cmds) == 2 * 2 * 15  # (train, test) x 2 seeds x 15 stages
+    stages = [label.split(':')[0].split(' ', 1)[1] for label in labels
+              if '/30 ' in label]
+    assert len(stages) == 30
+    for kind, variant in (('acb', 'ACB'), ('dbb', 'DBB'),
+                          ('repvgg', 'RepVGG')):
+        for seed in (0, 1):
+            assert f'pretrain_r18_{kind} (seed {seed}): ResNet-18 {variant}, '\
+                f'reparam {kind}, from scratch' in '\n'.join(labels)
+            assert f'pspnet_r18_{kind} (seed {seed}): PSPNet-18 {variant}, '\
+                f'from pretrain_r18_{kind}\'s final checkpoint' in \
+                '\n'.join(labels)
+        train = [c for c in cmds if f'seed1/pretrain_r18_{kind} ' in c
+                 and 'train.py' in c]
+        assert len(train) == 1 and 'model.type=ReparamImageClassifier' in \
+            train[0] and f'model.reparam.kind={kind}' in train[0] and \
+            'default_hooks.fused_checkpoint.type=FusedCheckpointHook' in \
+            train[0] and 'randomness.seed=1' in train[0]
+        down = [c for c in cmds if f'seed1/pspnet_r18_{kind} ' in c
+                and 'train.py' in c]
+        assert f'<pretrain_r18_{kind} final checkpoint>' in down[0]
+        assert 'ReparamImageClassifier' not in down[0]
+    assert not (tmp_path / 'wd').exists()
+
+
+@pytest.mark.slow
+def test_reparam_arms_chain_on_demo_data(tmp_path):
+    """ACB and DBB pretraining -> the fused plain ResNet -> a PSPNet and a
+    SimpleBaseline fine-tune, through tools/pipeline.py on the tiny generated
+    data: the handed-on checkpoints load strictly (StrictPretrained)."""
+    from sgs_mm.data.synthetic import make_all
+    demo = load_script('tools/demo.py')
+    data = tmp_path / 'data'
+    make_all(str(data), seed=0, which=['imagenet', 'cityscapes', 'mpii'],
+             imagenet_num_train_per_class=4, imagenet_num_val_per_class=2,
+             cityscapes_num_train=2, cityscapes_num_val=1,
+             mpii_num_train=4, mpii_num_val=2)
+
+    def opts(rel, **extra):
+        o = demo.data_root_options(str(REPO / 'configs' / 'demo' / rel),
+                                   str(data))
+        o.update(extra)
+        return o
+
+    pre = dict(**{'train_cfg.max_epochs': 1, 'train_dataloader.batch_size': 8,
+                  'default_hooks.checkpoint.interval': 1})
+    spec = _spec(tmp_path, f"""
+work_root = '{tmp_path / "wd"}'
+stages = [
+    dict(name='pre_acb', config='{REPO}/configs/demo/resnet18_demo.py',
+         reparam='acb', cfg_options={opts('resnet18_demo.py', **pre)!r},
+         table=dict(model='ResNet-18', variant='ACB')),
+    dict(name='pre_dbb', config='{REPO}/configs/demo/resnet18_demo.py',
+         reparam=dict(kind='dbb'),
+         cfg_options={opts('resnet18_demo.py', **pre)!r},
+         table=dict(model='ResNet-18', variant='DBB')),
+    dict(name='seg_acb', config='{REPO}/configs/demo/pspnet_r18-d8_demo.py',
+         init_from='pre_acb', cfg_options={opts(
+             'pspnet_r18-d8_demo.py', **{'train_cfg.max_iters': 2,
+                                         'train_cfg.val_begin': 3,
+                                         'train_dataloader.batch_size': 2,
+                                         'default_hooks.checkpoint.interval':
+                                         2})!r},
+         table=dict(model='PSPNet-18', variant='ACB')),
+    dict(name='pose_dbb', config='{REPO}/configs/demo/td-hm_res18_demo.py',
+         init_from='pre_dbb', cfg_options={opts(
+             'td-hm_res18_demo.py', **{'train_cfg.max_epochs': 1,
+                                       'train_dataloader.batch_size': 4,
+                                       'default_hooks.checkpoint.interval':
+                                       1})!r},
+         table=dict(model='MSRA ResNet-18', variant='DBB')),
+]
+""")
+    cmd = [sys.executable, str(REPO / 'tools' / 'pipeline.py'), spec,
+           '--quiet', '--threads', '1']
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wd = tmp_path / 'wd'
+    res = {r['name']: r for r in json.loads(
+        (wd / 'results.json').read_text())['stages']}
+    import torch
+    for name, kind in (('pre_acb', 'acb'), ('pre_dbb', 'dbb')):
+        ckpt = torch.load(wd / res[name]['last_checkpoint'],
+                          map_location='cpu', weights_only=False)
+        assert ckpt['reparam']['kind'] == kind
+        assert not any('.branches.' in k for k in ckpt['state_dict'])
+        assert 0 <= res[name]['metrics']['accuracy/top1'] <= 100
+    assert res['seg_acb']['init_checkpoint'] == res['pre_acb'][
+        'last_checkpoint']
+    assert res['pose_dbb']['init_checkpoint'] == res['pre_dbb'][
+        'last_checkpoint']
+    assert {'mIoU', 'mAcc', 'aAcc'} <= set(res['seg_acb']['metrics'])
+    assert 'PCK' in res['pose_dbb']['metrics']
+    for name in ('seg_acb', 'pose_dbb'):
+        assert 'StrictPretrained: loaded 120 tensors' in \
+            (wd / name / 'pipeline.log').read_text(), name
+    md = (wd / 'results.md').read_text()
+    assert '| ResNet-18 | 'in md and 'ACB (top-1)' in md and 'DBB (top-1)' \
+        in md

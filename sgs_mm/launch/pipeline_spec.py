@@ -3,6 +3,8 @@
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
+from .arms import check_arm
+
 __all__ = ['split_stage_options', 'load_spec']
 
 
@@ -40,7 +42,10 @@ def _set_path(d: dict, path: str, value) -> None:
 def load_spec(path: str, stage_options: Optional[dict] = None) -> dict:
     """Read a pipeline spec. ``stage_options`` (from
     :func:`split_stage_options`) changes stage entries by name before the
-    spec is checked; stages with ``enabled=False`` are left out."""
+    spec is checked; stages with ``enabled=False`` are left out, and so are
+    the stages that initialise from a stage left out and have no
+    ``enabled`` of their own (a whole chain switches with its first stage).
+    A stage's ``reparam`` arm (:mod:`sgs_mm.launch.arms`) is checked."""
     from mmengine.config import Config
     cfg = Config.fromfile(path)
     stages = [dict(s) for s in cfg.stages]
@@ -53,7 +58,11 @@ def load_spec(path: str, stage_options: Optional[dict] = None) -> dict:
                              f'its stages: {", ".join(names)}')
         for field, value in fields.items():
             _set_path(stages[names.index(name)], field, value)
-    off = [s['name'] for s in stages if s.get('enabled', True) is False]
+    off = []  # left out: enabled=False, or following a stage left out
+    for s in stages:
+        if s.get('enabled', True) is False or (
+                'enabled' not in s and s.get('init_from') in off):
+            off.append(s['name'])
     stages = [s for s in stages if s['name'] not in off]
     spec = dict(
         work_root=cfg.get('work_root', 'work_dirs/pipeline'),
@@ -71,6 +80,7 @@ def load_spec(path: str, stage_options: Optional[dict] = None) -> dict:
                 s['name']):
             raise ValueError(f'stage {s["name"]} comes before the stage '
                              f'{s["init_from"]} it initialises from')
+        check_arm(s)
         if s.get('init_ckpt', 'last') not in ('last', 'best'):
             raise ValueError(f'stage {s["name"]}: init_ckpt must be "last" '
                              f'or "best", got {s["init_ckpt"]!r}')

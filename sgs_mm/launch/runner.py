@@ -82,6 +82,11 @@ def load_config(args, default_work_root: str = './work_dirs'):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+        if 'custom_imports' in cfg:
+            # mmengine imports them when it reads the file; imports added
+            # with --cfg-options (e.g. by a pipeline arm) are imported here
+            from mmengine.utils import import_modules_from_strings
+            import_modules_from_strings(**cfg['custom_imports'])
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -19,6 +19,13 @@ class StageInputError(RuntimeError):
     raised before anything of the stage is touched."""
 
 
+def _arm_options(stage, cfg):
+    """:func:`sgs_mm.launch.arms.arm_options` (imported here: it raises
+    :class:`StageInputError`)."""
+    from .arms import arm_options
+    return arm_options(stage, cfg)
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)
@@ -85,7 +92,11 @@ def stage_inputs(ctx, stage: dict, sroot: str, seed: Optional[int],
     """Check every input of a stage -- its config, its data, the checkpoint
     it starts from -- before anything of it is touched. Raises
     :class:`StageInputError` naming what is missing. ``ctx`` is the run's
-    :class:`~sgs_mm.launch.stage_run.StageContext`."""
+    :class:`~sgs_mm.launch.stage_run.StageContext`.
+
+    Returns ``dict(init_ckpt, task, total, unit, stage)``: ``stage`` is the
+    entry to run, its arm (:mod:`sgs_mm.launch.arms`) turned into config
+    options."""
     config = stage['config']
     if not osp.isfile(config):
         raise StageInputError(f'stage {name}: config {config} not found')
@@ -109,6 +120,11 @@ def stage_inputs(ctx, stage: dict, sroot: str, seed: Optional[int],
         opts[init_key] = init_ckpt
     try:
         cfg = stage_config(config, opts)
+        arm = _arm_options(stage, cfg)  # the stage's reparam arm, if any
+        if arm:
+            cfg.merge_from_dict(arm)
+    except StageInputError:
+        raise
     except Exception as e:
         raise StageInputError(f'stage {name}: config {config} does not load '
                               f'with its options: {e}') from e
@@ -120,6 +136,9 @@ def stage_inputs(ctx, stage: dict, sroot: str, seed: Optional[int],
         except FileNotFoundError as e:
             raise StageInputError(f'stage {name}: {e}') from e
     total, unit = schedule_of(cfg)
+    if arm:  # the arm's options first: the spec's own options win
+        stage = dict(stage, cfg_options=dict(
+            arm, **(stage.get('cfg_options') or {})))
     return dict(init_ckpt=init_ckpt, task=TASK_OF_SCOPE.get(scope,
                                                             scope or '?'),
-                total=total, unit=unit)
+                total=total, unit=unit, stage=stage)

@@ -28,7 +28,7 @@ PRIMARY_METRICS = ('accuracy/top1', 'mIoU', 'PCK')
 PROTOCOL = 'final-checkpoint'
 
 __all__ = ['PRIMARY_METRICS', 'PROTOCOL', 'StageContext', 'StageInputError',
-           'best_validation', 'run_command', 'run_stage']
+           'best_validation', 'describe_stage', 'run_command', 'run_stage']
 
 
 def best_validation(work_dir: str,
@@ -128,6 +128,23 @@ class StageContext:
         self.console.say(text)
 
 
+def describe_stage(stage: dict) -> str:
+    """One line for the dry run: its table row and column, its arm, where
+    it starts from."""
+    from .arms import arm_label
+    table = stage.get('table') or {}
+    what = ' '.join(str(table[k]) for k in ('model', 'variant') if k in table)
+    parts = [what or stage['config']]
+    arm = arm_label(stage)
+    if arm:
+        parts.append(arm)
+    src = stage.get('init_from')
+    which = 'best' if stage.get('init_ckpt') == 'best' else 'final'
+    parts.append(f'from {src}\'s {which} checkpoint' if src else
+                 'from scratch')
+    return ', '.join(parts)
+
+
 def _aside_name(wd: str) -> str:
     n = 0
     while True:
@@ -161,9 +178,11 @@ def run_stage(ctx: StageContext, stage: dict, sroot: str,
         ctx.say(f'{label}: note: {aside} holds results moved aside by an '
                 'interrupted --force run (move it back or remove it)')
     inputs = stage_inputs(ctx, stage, sroot, seed, name)
+    stage = inputs['stage']  # with its arm's config options
     nproc = stage.get('nproc') or ctx.nproc
     device = device_label(ctx.launcher, nproc, ctx.cuda)
     if ctx.dry_run:
+        ctx.say(f'{label}: {describe_stage(stage)}')
         train_cmd, test_cmd = stage_commands(
             stage, wd, inputs['init_ckpt'], ctx.launcher, ctx.nproc,
             ctx.port + slot, False, ctx.slurm_partition, ctx.cfg_options,
