@@ -733,3 +733,31 @@ stages = [
     md = (wd / 'results.md').read_text()
     assert '| ResNet-18 | 'in md and 'ACB (top-1)' in md and 'DBB (top-1)' \
         in md
+
+
+def test_comparison_table_has_a_row_per_arm_with_its_training_time():
+    """More than two variants (the comparison specs): one row per variant
+    with the paired difference and the train-time ratio to Baseline; the
+    Baseline-vs-SGS layout alone gets no such table."""
+    from sgs_mm.launch.pipeline import markdown_tables
+    stages = []
+    for seed in (0, 1):
+        for variant, top1, secs in (('Baseline', 70.0, 100.0),
+                                    ('SGS', 71.0, 103.0),
+                                    ('ACB', 70.5, 150.0),
+                                    ('DBB', 70.2, 200.0)):
+            r = _result(f'p_{variant}', 'cls',
+                        {'accuracy/top1': top1 + seed}, variant,
+                        'ResNet-18', seed)
+            r['train_seconds'] = secs * (1 + seed)
+            stages.append(r)
+    md = markdown_tables(dict(title='t', seeds=[0, 1], stages=stages))
+    assert '## Comparison: pretraining (top-1) and training time' in md
+    assert '| ResNet-18 | Baseline | 70.5 ± 0.7 | - | 2.5 min | - |' in md
+    assert '| ResNet-18 | SGS | 71.5 ± 0.7 | +1.0 ± 0.0 | 2.6 min | ' \
+        '1.03x ± 0.00 |' in md
+    assert '| ResNet-18 | DBB | 70.7 ± 0.7 | +0.2 ± 0.0 | 5.0 min | ' \
+        '2.00x ± 0.00 |' in md
+    two = [r for r in stages if r['table']['variant'] in ('Baseline', 'SGS')]
+    assert '## Comparison' not in markdown_tables(dict(title='t',
+                                                       stages=two))

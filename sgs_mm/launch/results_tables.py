@@ -1,6 +1,8 @@
-"""The pipeline's results as Markdown: a per-stage table and Baseline-vs-SGS
+"""The pipeline's results as Markdown: a per-stage table, Baseline-vs-SGS
 tables in the layout of the paper's Tables 7 and 8 (mean ± std over seeds
-and paired differences where there are several)."""
+and paired differences where there are several) and, where a task has more
+than two variants (the comparison specs' ACB / DBB arms), one row per variant
+with its training time, as the paper's Table 2."""
 import math
 import os.path as osp
 from typing import List, Optional
@@ -172,7 +174,83 @@ def markdown_tables(results: dict, preamble: str = '') -> str:
                       ('One run per stage: the difference has no spread '
                        'estimate; run with --seeds N (N >= 2) for mean ± '
                        'std and paired differences.')]
+    lines += _comparison_tables(stages, multi)
     return '\n'.join(lines) + '\n'
+
+
+def _fmt_seconds(values: List[float]) -> str:
+    mean = sum(values) / len(values)
+    if mean < 120:
+        return f'{mean:.0f} s'
+    if mean < 7200:
+        return f'{mean / 60:.1f} min'
+    return f'{mean / 3600:.1f} h'
+
+
+def _fmt_ratio(ratios: List[float]) -> str:
+    if not ratios:
+        return '-'
+    mean, std = _mean_std(ratios)
+    return f'{mean:.2f}x' if std is None else f'{mean:.2f}x ± {std:.2f}'
+
+
+def _comparison_tables(stages: List[dict], multi: bool) -> List[str]:
+    """Where a task has more than two variants (e.g. Baseline, SGS, ACB,
+    DBB): one row per variant with the primary metric, its paired difference
+    to Baseline and the training time (the paper's cost column, as measured
+    in this run)."""
+    keys = dict(METRIC_COLUMNS)
+    lines = []
+    for task, what, col in (('cls', 'pretraining', 'top-1'),
+                            ('seg', 'semantic segmentation', 'mIoU'),
+                            ('pose', 'pose estimation', 'PCKh@0.5')):
+        rows = [r for r in stages if r['task'] == task and r.get('table')]
+        variants, models = [], []
+        for r in rows:
+            v = r['table'].get('variant', r['name'])
+            m = r['table'].get('model', r['name'])
+            variants += [v] if v not in variants else []
+            models += [m] if m not in models else []
+        if len(variants) <= 2:
+            continue
+        base = 'Baseline' if 'Baseline' in variants else None
+        lines += ['', f'## Comparison: {what} ({col}) and training time', '',
+                  '(train time: the wall-clock time of the stage\'s '
+                  'training in this run, on the device of the stage table; '
+                  'comparable between stages that ran on the same devices '
+                  'one at a time)', '',
+                  f'| Model | Variant | {col} | − {base or "-"} (paired) | '
+                  f'train time | train time / {base or "-"} (paired) |',
+                  '|---|---|---|---|---|---|']
+        for m in models:
+            runs = {v: {r.get('seed'): r for r in rows
+                        if r['table'].get('model', r['name']) == m
+                        and r['table'].get('variant', r['name']) == v}
+                    for v in variants}
+            ref = runs.get(base, {})
+            for v in variants:
+                got = runs[v]
+                if not got:
+                    continue
+                vals = {s: _metric(r['metrics'], keys[col])
+                        for s, r in got.items()}
+                diff, ratio = '-', '-'
+                if base and v != base:
+                    paired = [s for s in got if s in ref]
+                    diff = _fmt_diff([vals[s] - _metric(
+                        ref[s]['metrics'], keys[col]) for s in paired
+                        if vals[s] is not None and _metric(
+                            ref[s]['metrics'], keys[col]) is not None])
+                    ratio = _fmt_ratio([
+                        got[s]['train_seconds'] / ref[s]['train_seconds']
+                        for s in paired if ref[s]['train_seconds']])
+                lines.append(
+                    f'| {m} | {v} | '
+                    f'{_fmt_mean_std([x for x in vals.values() if x is not None])}'
+                    f' | {diff} | '
+                    f'{_fmt_seconds([r["train_seconds"] for r in got.values()])}'
+                    f' | {ratio} |')
+    return lines
 
 
 def write_tables(results: dict, root: str, preamble: str = '') -> str:
