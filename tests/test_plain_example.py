@@ -1,5 +1,6 @@
 """tools/examples/train_plain_pytorch.py (issue 17 §4): resuming with another --epochs,
 resuming a finished run, --num-classes from the ImageFolder, its flags in the docs."""
+import io
 import math
 import os
 import re
@@ -147,3 +148,62 @@ def test_resume_without_usable_sgs_state_refreshes_at_once(example, tmp_path, ca
         assert re.search(r'restored G of [01] of 17 layers: SGS refreshes at the resume point '
                          r'\(epoch 2\)', out), out
         assert re.search(r'^epoch 2: SGS refresh #\d+ ', out, re.M), out
+
+
+# ------------------------------------------- issue 23, item 1: kills and resume
+def interrupting_save(monkeypatch, on_call):
+    """``torch.save`` that, at its ``on_call``-th call, writes half of the
+    checkpoint to its target and raises KeyboardInterrupt: a kill (SIGTERM
+    turned into an exception, Ctrl-C) in the middle of the write."""
+    real = torch.save
+    calls = [0]
+
+    def save(obj, f, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] != on_call:
+            return real(obj, f, *args, **kwargs)
+        buf = io.BytesIO()
+        real(obj, buf, *args, **kwargs)
+        half = buf.getvalue()[:len(buf.getvalue()) // 2]
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, 'wb') as out:
+                out.write(half)
+        else:
+            f.write(half)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, 'save', save)
+
+
+def test_a_kill_while_saving_leaves_the_previous_checkpoint(example, tmp_path, monkeypatch):
+    """The checkpoint of epoch 1 is complete after a kill while epoch 2's is written."""
+    interrupting_save(monkeypatch, on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        example['main'](small_args(tmp_path, '--epochs', 3))
+    monkeypatch.undo()
+    state = torch.load(tmp_path / 'latest.pth', weights_only=True)
+    assert state['epoch'] == 1 and state['sgs']['num_refreshes'] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ['latest.pth']  # no temporary file left
+
+
+def test_resume_after_a_kill_continues_bitwise(example, tmp_path, monkeypatch, capsys):
+    """Killed while saving epoch 2, resumed from epoch 1's checkpoint: the same
+    weights, BatchNorm statistics, optimizer state and G as the uninterrupted
+    run, bitwise (both runs in this process: the same machine and kernels)."""
+    example['main'](small_args(tmp_path / 'full', '--epochs', 3))
+    interrupting_save(monkeypatch, on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        example['main'](small_args(tmp_path / 'cut', '--epochs', 3))
+    monkeypatch.undo()
+    torch.manual_seed(123)  # whatever the process drew meanwhile does not matter
+    example['main'](small_args(tmp_path / 'cut', '--epochs', 3, '--resume',
+                               tmp_path / 'cut' / 'latest.pth'))
+    assert 'resumed' in capsys.readouterr().out
+    full, cut = (torch.load(tmp_path / d / 'latest.pth', weights_only=True)
+                 for d in ('full', 'cut'))
+    assert cut['epoch'] == full['epoch'] == 3
+    for k, v in full['model'].items():
+        assert torch.equal(v, cut['model'][k]), k
+    for k, g in full['sgs']['scales'].items():
+        assert torch.equal(g, cut['sgs']['scales'][k]), k
+    for i, st in full['optimizer']['state'].items():
+        assert torch.equal(st['momentum_buffer'], cut['optimizer']['state'][i]['momentum_buffer'])

@@ -61,6 +61,7 @@ def say(text: str) -> None:
 
 # ------------------------------------------------------------------- data
 def ensure_data(root: str, seed: int) -> bool:
+    from sgs_mm.atomic_io import atomic_write_json
     from sgs_mm.data.synthetic import make_all
     stamp = osp.join(root, 'demo_data.json')
     want = dict(version=DATA_VERSION, seed=seed)
@@ -71,8 +72,7 @@ def ensure_data(root: str, seed: int) -> bool:
                 return False
     t0 = time.time()
     counts = make_all(root, seed=seed)
-    with open(stamp, 'w') as f:
-        json.dump(want, f)
+    atomic_write_json(stamp, want)
     say(f'data: wrote {counts} to {root} in {time.time() - t0:.1f}s')
     return True
 
@@ -113,10 +113,10 @@ def chance_levels(root: str) -> dict:
             cached = json.load(f)
         if cached.get('data') == stamp:
             return cached['chance']
+    from sgs_mm.atomic_io import atomic_write_json
     from sgs_mm.data.chance import demo_chance
     chance = demo_chance(root)
-    with open(path, 'w') as f:
-        json.dump(dict(data=stamp, chance=chance), f, indent=1)
+    atomic_write_json(path, dict(data=stamp, chance=chance), indent=1)
     return chance
 
 

@@ -53,9 +53,9 @@ def main(argv=None):
     from mmengine.dist import is_main_process
     if args.metrics_out and is_main_process():
         os.makedirs(osp.dirname(osp.abspath(args.metrics_out)), exist_ok=True)
-        with open(args.metrics_out, 'w') as f:
-            json.dump({k: _jsonable(v) for k, v in metrics.items()}, f,
-                      indent=1)
+        from sgs_mm.atomic_io import atomic_write_json
+        atomic_write_json(args.metrics_out,
+                          {k: _jsonable(v) for k, v in metrics.items()}, indent=1)
     return metrics
 
 

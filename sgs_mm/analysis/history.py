@@ -26,6 +26,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..atomic_io import atomic_open
 from .ckpt import checkpoint_step, last_checkpoint_of, load_checkpoint
 from .errors import AnalysisInputError
 
@@ -308,8 +309,7 @@ class GHistoryWriter:
                                or m['at_iter'] < resume_iter]
         folder = osp.dirname(osp.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        tmp = f'{self.path}.tmp{os.getpid()}'
-        with open(tmp, 'w', encoding='utf-8') as f:
+        with atomic_open(self.path, 'w') as f:  # never a half-written history at path
             f.write(self._dump_header + '\n')
             for i in range(len(kept) + 1):
                 for m in markers:
@@ -317,7 +317,6 @@ class GHistoryWriter:
                         f.write(_dump({k: v for k, v in m.items() if k != 'position'}) + '\n')
                 if i < len(kept):
                     f.write(_dump(kept[i]) + '\n')
-        os.replace(tmp, self.path)  # never a half-written history at path
         self._started = True
 
     def append(self, record: dict) -> bool:

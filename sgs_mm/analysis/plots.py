@@ -9,6 +9,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic_io import atomic_write_with
 from .history import GHistory, GRecord
 
 
@@ -50,7 +51,7 @@ def _save(fig, out: str, dpi: int = 110) -> str:
     _fit(fig)
     folder = osp.dirname(osp.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    fig.savefig(out, dpi=dpi, format='png', facecolor='white')
+    atomic_write_with(out, lambda f: fig.savefig(f, dpi=dpi, format='png', facecolor='white'))
     return out
 
 

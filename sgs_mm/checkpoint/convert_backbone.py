@@ -11,8 +11,7 @@ twice.
 import argparse
 from collections import OrderedDict
 
-import torch
-
+from ..atomic_io import atomic_torch_save
 from .backbone_state import convert_backbone_state, extract_backbone_state, stem_style
 
 
@@ -30,7 +29,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     state = extract_backbone_state(args.src, args.prefix)
     out = convert_backbone_state(state, args.to)
-    torch.save(
+    atomic_torch_save(
         dict(state_dict=OrderedDict(
             (args.prefix + k, v) for k, v in out.items())), args.dst)
     print(f'{len(out)} tensors ({stem_style(state)} -> {args.to}) '

@@ -13,7 +13,8 @@ from .scaling import k_transform, scaling_from_dependence, window_from_half
 from .static_scalings import fixed_scaling, reparam_scaling
 
 __all__ = [
-    'SpatialGradScaler', 'RefreshReport', 'InvalidSGSState', 'SGSOptions', 'ScalingApplier', 'AutocorrStats',
+    'SpatialGradScaler', 'RefreshReport', 'InvalidSGSState', 'SGSOptions', 'ScalingApplier',
+    'AutocorrStats',
     'collect_dependence', 'PairGeometry', 'half_window', 'find_sgs_layers', 'unwrap_model',
     'NMIStats', 'k_transform', 'scaling_from_dependence', 'window_from_half', 'fixed_scaling',
     'reparam_scaling'

@@ -23,6 +23,7 @@ except ImportError:  # run from a checkout without ``pip install -e .``
 from sgs_mm.analysis import (AnalysisInputError, final_summary, load_scalars,  # noqa: E402
                              pick_metric)
 from sgs_mm.analysis.errors import run_cli  # noqa: E402
+from sgs_mm.atomic_io import atomic_write_text  # noqa: E402
 from sgs_mm.analysis.markdown import md_table  # noqa: E402
 from sgs_mm.analysis.scalars import val_unit  # noqa: E402
 
@@ -104,8 +105,7 @@ def run(args) -> str:
     table = markdown_table(labels, paths, [final_summary(r, metric, args.loss_key) for r in runs],
                            metric, args.loss_key, val_unit(runs))
     md = osp.splitext(out)[0] + '.md'
-    with open(md, 'w') as f:
-        f.write(table)
+    atomic_write_text(md, table)
     print(table, end='')
     print(f'wrote {out} and {md}')
     return out

@@ -8,14 +8,18 @@
 Without ``--data`` it trains on torchvision's ``FakeData`` (a smoke test).
 G is refreshed at epoch ``--warmup`` and every ``--interval`` epochs after it
 from 2 training batches; the lr follows a cosine schedule over ``--epochs``.
-``<work-dir>/latest.pth`` is saved after every epoch with ``sgs.state_dict()``;
-``--resume`` restores it. Resuming with a different ``--epochs`` rebuilds the
-cosine schedule for the new length at the resumed epoch (and says so).
+``<work-dir>/latest.pth`` is saved after every epoch with ``sgs.state_dict()``
+and the random number generators' states, atomically (a kill during the
+write leaves the previous checkpoint complete); ``--resume`` restores it and
+continues as the uninterrupted run would. Resuming with a different
+``--epochs`` rebuilds the cosine schedule for the new length at the resumed
+epoch (and says so).
 """
 import argparse
 import itertools
 import math
 import os
+import random
 
 import torch
 import torch.distributed as dist
@@ -24,7 +28,8 @@ import torchvision.transforms as T
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from sgs_mm.sgs import SpatialGradScaler
+from sgs_mm.atomic_io import atomic_torch_save
+from sgs_mm.sgs import InvalidSGSState, SpatialGradScaler
 
 FAKE_CLASSES = 1000  # FakeData's classes when --num-classes is not given
 
@@ -69,6 +74,46 @@ def rebuild_cosine(optimizer, epochs, start):
     scheduler.last_epoch = start
     scheduler._last_lr = [group['lr'] for group in optimizer.param_groups]
     return scheduler
+
+
+def rng_state():
+    """This process's random number generators: torch (CPU and every CUDA
+    device), numpy and Python's ``random``, in types a weights-only
+    ``torch.load`` reads back."""
+    import numpy as np
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return dict(torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype('int64')), pos=pos,
+                           has_gauss=has_gauss, gauss=gauss),
+                python=dict(version=version, internal=list(internal), gauss_next=gauss_next))
+
+
+def set_rng_state(state):
+    """Restore :func:`rng_state` (CUDA states only for as many devices as
+    were saved and exist)."""
+    import numpy as np
+    torch.set_rng_state(state['torch'])
+    cuda = state.get('cuda') or []
+    if cuda and torch.cuda.is_available():
+        for i, s in enumerate(cuda[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+    n = state['numpy']
+    np.random.set_state((n['kind'], n['keys'].numpy().astype(np.uint32), n['pos'],
+                         n['has_gauss'], n['gauss']))
+    p = state['python']
+    random.setstate((p['version'], tuple(p['internal']), p['gauss_next']))
+
+
+def all_rng_states(distributed):
+    """Every rank's :func:`rng_state`, by rank (gathered on all ranks)."""
+    mine = rng_state()
+    if not distributed:
+        return [mine]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, mine)
+    return states
 
 
 def main(argv=None):
@@ -121,12 +166,32 @@ def main(argv=None):
     sgs.attach(optimizer)
     start = 0
     refresh_now = False  # a resume past the warm-up without G for every layer
+    rng_states = None  # every rank's generators where the checkpoint stopped
     if args.resume:
-        ckpt = torch.load(args.resume, map_location=device, weights_only=True)
+        ckpt = torch.load(args.resume, map_location='cpu', weights_only=True)
         (model.module if distributed else model).load_state_dict(ckpt['model'])
         optimizer.load_state_dict(ckpt['optimizer'])
-        restored = sgs.load_state_dict(ckpt['sgs']) if 'sgs' in ckpt else 0
+        try:
+            restored = sgs.load_state_dict(ckpt['sgs']) if 'sgs' in ckpt else 0
+        except InvalidSGSState as e:  # a damaged G: treated like a missing one
+            say(f'{e} SGS starts afresh.')
+            restored = 0
         start = ckpt['epoch']
+        sampler_state = ckpt.get('sampler', {})
+        if sampler_state.get('seed', args.seed) != args.seed:
+            say(f'--seed {args.seed} ignored: the data order continues with the checkpoint\'s '
+                f'seed {sampler_state["seed"]}')
+        args.seed = sampler_state.get('seed', args.seed)
+        if sampler is not None:
+            sampler.seed = args.seed
+        world = dist.get_world_size() if distributed else 1
+        saved_rng = ckpt.get('rng') or []
+        if len(saved_rng) == world:
+            rng_states = saved_rng
+        else:
+            say(f'the checkpoint holds the random number generators of {len(saved_rng)} '
+                f'process(es), this run has {world}: the resumed run draws other random '
+                'numbers (data order and augmentation) than an uninterrupted one')
         if start > args.warmup and (restored < len(sgs.scales()) or not sgs.num_refreshes):
             refresh_now = True
             say(f'the checkpoint restored G of {restored} of {len(sgs.scales())} layers: '
@@ -153,6 +218,8 @@ def main(argv=None):
                 f'(lr {scheduler.get_last_lr()[0]:.6g})')
 
     os.makedirs(args.work_dir, exist_ok=True)
+    if rng_states is not None:  # last, after everything that draws random numbers
+        set_rng_state(rng_states[rank])
     for epoch in range(start, args.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -171,12 +238,14 @@ def main(argv=None):
             optimizer.step()
         scheduler.step()
         say(f'epoch {epoch}: lr {lr:.6g} loss {loss.item():.4f}')
-        if rank == 0:
-            torch.save(dict(epoch=epoch + 1, epochs=args.epochs,
-                            model=(model.module if distributed else model).state_dict(),
-                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            sgs=sgs.state_dict()),
-                       os.path.join(args.work_dir, 'latest.pth'))
+        rngs = all_rng_states(distributed)
+        if rank == 0:  # a temporary file, then renamed: a kill leaves the old one complete
+            atomic_torch_save(dict(epoch=epoch + 1, epochs=args.epochs,
+                                   model=(model.module if distributed else model).state_dict(),
+                                   optimizer=optimizer.state_dict(),
+                                   scheduler=scheduler.state_dict(), sgs=sgs.state_dict(),
+                                   sampler=dict(seed=args.seed, epoch=epoch + 1), rng=rngs),
+                              os.path.join(args.work_dir, 'latest.pth'))
     say(f'done: {args.epochs} epochs; checkpoint {os.path.join(args.work_dir, "latest.pth")}')
     if distributed:
         dist.destroy_process_group()
