@@ -329,3 +329,42 @@ def test_install_requires_torch_only():
     for extra in ('mm', 'seg', 'pose', 'cls'):
         pulled = {re.split(r'[<>=!~ ;\[]', r, 1)[0] for r in extras[extra]}
         assert {'mmengine', 'mmcv'} <= pulled, (extra, pulled)
+
+
+FAKE_WHEEL_PY = r'''#!/bin/bash
+# `python -m pip wheel ... -w DIR`: writes a wheel into DIR (half of it and
+# fails when FAKE_PARTIAL is set: a build killed while writing); else the real python
+if [[ $1 == -m && $2 == pip && $3 == wheel ]]; then
+  while [[ $# -gt 0 ]]; do [[ $1 == -w ]] && dir=$2; shift; done
+  mkdir -p "$dir"
+  whl=$dir/mmcv-2.1.0-cp3-none-any.whl
+  "$REAL_PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1], "w").writestr("mmcv/_ext.so", "x" * 4096)' "$whl"
+  if [[ -n ${FAKE_PARTIAL:-} ]]; then truncate -s 100 "$whl"; exit 1; fi
+  echo "Created wheel for mmcv"
+  exit 0
+fi
+exec "$REAL_PY" "$@"
+'''
+
+
+@pytest.mark.parametrize('partial', [False, True])
+def test_the_wheel_cache_never_holds_a_partial_wheel(tmp_path, partial):
+    """build_mmcv.sh has pip write into a staging folder and renames the
+    checked wheel into the cache: a build that dies while writing leaves no
+    wheel there (issue 23, item 1)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    (src / 'setup.py').write_text('')
+    fake = tmp_path / 'python'
+    fake.write_text(FAKE_WHEEL_PY)
+    fake.chmod(0o755)
+    cache = tmp_path / 'cache'
+    env = setup_env_vars(REAL_PY=sys.executable, **({'FAKE_PARTIAL': '1'} if partial else {}))
+    res = _run(['bash', str(BUILD_MMCV), str(fake), str(src), str(cache)], tmp_path, env)
+    if partial:
+        assert res.returncode == 1 and 'pip wheel exited with status' in res.stdout, res.stdout
+        assert sorted(p.name for p in cache.iterdir()) == []
+    else:
+        assert res.returncode == 0, res.stdout
+        assert sorted(p.name for p in cache.iterdir()) == ['mmcv-2.1.0-cp3-none-any.whl']
+        assert f'mmcv wheel written to {cache}/mmcv-2.1.0-cp3-none-any.whl' in res.stdout

@@ -46,9 +46,13 @@ mkdir -p "$WHEEL_DIR" "$(dirname "$LOG_FILE")"
 
 tmp=
 heartbeat=
+# pip writes the wheel here, in WHEEL_DIR's file system; it is renamed into
+# WHEEL_DIR once complete, so the cache never holds a partly written wheel
+STAGE="$WHEEL_DIR/.incoming.$$"
 cleanup() {
   [[ -n $heartbeat ]] && kill "$heartbeat" 2>/dev/null || true
   [[ -n $tmp ]] && rm -rf "$tmp" || true
+  rm -rf "$STAGE"
 }
 trap cleanup EXIT
 
@@ -121,7 +125,7 @@ fi
 
 status=0
 ( cd "$src" && env "${cuda_env[@]}" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} CFLAGS="$cflags" CXXFLAGS="$cxxflags" \
-    "$PYBIN" -m pip wheel --no-build-isolation --no-deps -v . -w "$WHEEL_DIR" ) 2>&1 \
+    "$PYBIN" -m pip wheel --no-build-isolation --no-deps -v . -w "$STAGE" ) 2>&1 \
   | tee -a "$LOG_FILE" \
   | { grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Created wheel' || true; } \
   | sed -uE 's/^\s*(\[[0-9]+\/[0-9]+\]).* -c ([^ ]*\/)?(mmcv\/[^ ]+).*/  \1 \3/' \
@@ -132,10 +136,12 @@ if [[ $status -ne 0 ]]; then
   fail "pip wheel exited with status $status"
 fi
 # a wheel without compiled ops (setup.py did not see torch) must not be cached
-wheel=$(ls -t "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -n 1)
+wheel=$(ls -t "$STAGE"/mmcv-*.whl 2>/dev/null | head -n 1)
 if [[ -z $wheel ]] || ! "$PYBIN" -c 'import sys, zipfile; sys.exit(not any(
     n.startswith("mmcv/_ext") for n in zipfile.ZipFile(sys.argv[1]).namelist()))' "$wheel"; then
   [[ -n $wheel ]] && rm -f "$wheel"
   fail "the wheel has no compiled ops (mmcv/_ext): does $PYBIN import torch?"
 fi
+mv -f "$wheel" "$WHEEL_DIR/" || fail "cannot move the wheel into $WHEEL_DIR"
+wheel="$WHEEL_DIR/$(basename "$wheel")"
 log "mmcv wheel written to $wheel (build log: $LOG_FILE)"

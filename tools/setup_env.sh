@@ -44,6 +44,13 @@ abspath() {
     || case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
 }
 log() { printf '[setup_env %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# copy_whole FILE DIR: a temporary name in DIR, then renamed: DIR never holds
+# a partly copied file (an interrupted setup, a full disk)
+copy_whole() {
+  local part
+  part="$2/.$(basename "$1").part.$$"
+  cp "$1" "$part" && mv -f "$part" "$2/$(basename "$1")" || { rm -f "$part"; return 1; }
+}
 die() { log "ERROR: $*" >&2; exit 1; }
 
 WH_OUT=
@@ -154,7 +161,7 @@ if [[ -n $WH_OUT ]]; then
       for w in "$d"mmcv-2.1.0-*.whl; do
         [[ -f $w ]] || continue
         mkdir -p "$WH_OUT/mmcv/$(basename "$d")"
-        cp "$w" "$WH_OUT/mmcv/$(basename "$d")/"
+        copy_whole "$w" "$WH_OUT/mmcv/$(basename "$d")"
         found=$w
         log "prebuilt mmcv for torch ${tinfo%% *}: $w -> mmcv/$(basename "$d")/"
       done
@@ -165,7 +172,7 @@ if [[ -n $WH_OUT ]]; then
         for w in "$(abspath "$d")"/mmcv-2.1.0-"$pytag"-*.whl; do
           if [[ -f $w ]] && "$WPY" "$PROBE" ext-loads "$w" 2>/dev/null; then
             mkdir -p "$WH_OUT/mmcv/$base-cpu"
-            cp "$w" "$WH_OUT/mmcv/$base-cpu/"
+            copy_whole "$w" "$WH_OUT/mmcv/$base-cpu"
             found=$w
             log "prebuilt mmcv for torch ${tinfo%% *}: $w -> mmcv/$base-cpu/"
             break 2
