@@ -129,5 +129,6 @@ def test_frozen_convs_are_named_once(tmp_path):
     assert list(sgs_hook(runner).layers) == ['conv2', 'conv3']
     named = [m for m in said.info if m.startswith('SGS') and 'frozen' in m]
     assert named == ['SGS skips 1 conv(s) whose weight is frozen (requires_grad=False, e.g. '
-                     'frozen_stages): [conv1]']
+                     'frozen_stages): [conv1]; one unfrozen later is scaled from the next '
+                     'refresh on']
     assert isinstance(runner.model.conv1, nn.Conv2d)
