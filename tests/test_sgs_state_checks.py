@@ -105,6 +105,7 @@ HOOK = dict(type='SpatialGradScalingHook', k=5, interval=5, warmup=1, num_batche
 make_runner = functools.partial(build_runner, hook=HOOK)
 
 
+@pytest.mark.slow  # two Runner trainings: about 8-14 s on a 2-core machine
 def test_resume_with_nan_g_refreshes_at_once(tmp_path):
     make_runner(tmp_path, max_epochs=2).train()  # refresh at epoch 1
     ckpt = torch.load(tmp_path / 'epoch_2.pth', weights_only=False)
