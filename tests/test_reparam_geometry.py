@@ -3,14 +3,16 @@ padded and non-square convs; what it leaves alone and names; how it finds the
 norm after a conv; the bias fold in train and eval mode."""
 import copy
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 
 from reparam_utils import DEVICES, FORMS, FUSE_RTOL, blocks, max_rel_diff, perturb, shapes
-from sgs_mm.reparam import BranchBlock, fuse_branches, init_branches, lemma1_branches, \
-    to_branches
+from sgs_mm.reparam import BranchBlock, fuse_branches, fused_state_dict, init_branches, \
+    lemma1_branches, to_branches
 
 
 def _net(conv: nn.Conv2d, norm: bool = True) -> nn.Sequential:
@@ -243,3 +245,32 @@ def test_init_weights_restores_the_kind_starting_values():
             assert block.branches['hor'].conv.weight.abs().sum() == 0
         else:
             assert block.branches['1x1_kxk'].first.weight.abs().sum() == 0
+
+
+def test_fused_state_dict_leaves_the_model_branched():
+    torch.manual_seed(0)
+    net = _net(CONVS['grouped']())
+    before = shapes(net)
+    to_branches(net, 'dbb')
+    perturb(net)
+    state = fused_state_dict(net)
+    assert {k: tuple(v.shape) for k, v in state.items()} == before
+    assert isinstance(net[1], BranchBlock)
+    fuse_branches(net)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+def test_torch_only():
+    """sgs_mm.reparam imports and converts with no OpenMMLab package."""
+    code = (
+        "import sys\n"
+        "for m in ('mmengine', 'mmcv', 'mmpretrain', 'mmseg', 'mmpose', 'mmdet'):\n"
+        "    sys.modules[m] = None\n"
+        "import torch.nn as nn\n"
+        "from sgs_mm.reparam import to_branches, fuse_branches\n"
+        "net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))\n"
+        "fuse_branches(to_branches(net, 'dbb'))\n"
+        "mm = ('mmengine', 'mmcv', 'mmpretrain', 'mmseg', 'mmpose', 'mmdet')\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in mm and sys.modules[m]]\n")
+    subprocess.run([sys.executable, '-c', code], check=True)

@@ -1,5 +1,6 @@
 """``to_branches`` / ``fuse_branches``: train the convs SGS scales as
 structural-reparameterization blocks, and turn them back into plain convs."""
+import copy
 import logging
 from typing import Dict, Optional, Sequence, Union
 
@@ -221,3 +222,17 @@ def init_branches(model: nn.Module) -> nn.Module:
         if isinstance(module, BranchBlock):
             module.init_weights()
     return model
+
+
+def fused_state_dict(model: nn.Module) -> dict:
+    """The ``state_dict`` that :func:`fuse_branches` would give ``model``,
+    leaving ``model`` branched (a fused deep copy; e.g. for the checkpoints
+    of a run that goes on training the blocks).
+
+    Args:
+        model: a model converted by :func:`to_branches` (wrapped or not).
+
+    Returns:
+        The fused copy's ``state_dict``: the original architecture's keys.
+    """
+    return fuse_branches(copy.deepcopy(model)).state_dict()
