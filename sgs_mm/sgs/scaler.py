@@ -381,8 +381,8 @@ class SpatialGradScaler:
         now = [n for n, conv in self._left_out.items() if conv.weight.requires_grad]
         if not now:
             return []
-        layers, even, refused, _ = find_sgs_layers(self.model, self.options.include,
-                                                   self.options.exclude, self.options.owner)
+        layers = find_sgs_layers(self.model, self.options.include, self.options.exclude,
+                                 self.options.owner)[0]
         adopted = [n for n in layers if n in now and n not in self.layers]
         for n in now:
             del self._left_out[n]
