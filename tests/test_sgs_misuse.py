@@ -114,3 +114,41 @@ def test_state_dict_from_another_thread_is_one_refresh(device, monkeypatch):
              if any(not torch.equal(g, published[s['num_refreshes']][n])
                     for n, g in s['scales'].items())]
     assert not mixed, f'{len(mixed)} of {len(snapshots)} snapshots mix two refreshes'
+
+
+def test_hook_state_dict_from_another_thread_is_one_refresh(tmp_path, monkeypatch):
+    """The hook's checkpoint state adds the schedule's step of the last refresh:
+    it must belong to the same refresh as G and the count. A pause right
+    after the engine published G (its self-check arming) opens the window."""
+    from toy_runner import build_runner, sgs_hook
+    runner = build_runner(tmp_path, hook=dict(type='SpatialGradScalingHook', interval=1,
+                                              warmup=1, num_batches=1), max_epochs=1)
+    runner.train()
+    hook = sgs_hook(runner)
+    real_arm = SpatialGradScaler._arm_check
+
+    def slow_arm(self):
+        real_arm(self)
+        time.sleep(0.02)
+    monkeypatch.setattr(SpatialGradScaler, '_arm_check', slow_arm)
+    step_of = {}
+    snapshots = []
+    done = threading.Event()
+
+    def writer():
+        while not done.is_set():
+            snapshots.append(hook.state_dict())
+            time.sleep(0)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for step in range(100, 106):
+            hook.refresh(runner, step)
+            step_of[hook.num_refreshes] = step
+    finally:
+        done.set()
+        thread.join()
+    late = [s for s in snapshots if s['num_refreshes'] in step_of
+            and s['last_refresh'] != step_of[s['num_refreshes']]]
+    assert not late, f'{len(late)} of {len(snapshots)} snapshots name another refresh\'s step'

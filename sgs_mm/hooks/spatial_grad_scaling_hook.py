@@ -294,8 +294,11 @@ class SpatialGradScalingHook(Hook):
                 batches = draw_batches(runner.train_dataloader, self.num_batches, seed)
             first = 'loss' if self.forward_mode == 'loss' else 'tensor'
             fallback = model_forward('loss') if self.forward_mode == 'auto' else None
-            report = self.scaler.refresh(batches, model_forward(first), fallback)
-        self.schedule.last = step
+            # G, its refresh count and the step are published together: a
+            # state_dict() in another thread waits for the refresh to end
+            with self.scaler.state_lock:
+                report = self.scaler.refresh(batches, model_forward(first), fallback)
+                self.schedule.last = step
         if report.failed:
             runner.logger.warning(f'SGS refresh at {self.unit} {step} failed '
                                   f'({report.failed}): every layer keeps its previous G.')
@@ -338,8 +341,11 @@ class SpatialGradScalingHook(Hook):
 
     def state_dict(self) -> dict:
         """The engine's state (G, refresh count, G-defining arguments) plus the
-        schedule's last refresh step (stored in checkpoints)."""
-        return dict(self.scaler.state_dict(), last_refresh=self.last_refresh, unit=self.unit)
+        schedule's last refresh step (stored in checkpoints). Safe from another
+        thread during a refresh: the snapshot is one refresh's state."""
+        with self.scaler.state_lock:
+            return dict(self.scaler.state_dict(), last_refresh=self.last_refresh,
+                        unit=self.unit)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (before or after ``before_train``)."""

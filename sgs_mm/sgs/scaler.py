@@ -328,6 +328,13 @@ class SpatialGradScaler:
     def method(self) -> str:
         return self.options.method
 
+    @property
+    def state_lock(self) -> 'threading.RLock':
+        """The (reentrant) lock under which G and the refresh count change.
+        Hold it to make more changes appear together to :meth:`state_dict`
+        callers in other threads (the hook publishes its schedule step so)."""
+        return self._state_lock
+
     def _group_layers(self) -> None:
         """One G per weight Parameter: convs sharing a weight form a group,
         keyed by the first name, and get the mean of their G."""
