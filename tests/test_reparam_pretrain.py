@@ -38,10 +38,8 @@ def _switch(kind):
 
 @pytest.mark.parametrize('rel,kind', [
     ('resnet18_8xb32-paper120e_in1k.py', 'acb'),
-    ('resnet18_8xb32_in1k.py', 'repvgg'),
-    ('resnet34_8xb32-paper120e_in1k.py', 'dbb'),
+    ('resnet34_8xb32_in1k.py', 'repvgg'),
     ('resnet50_8xb32-paper120e_in1k.py', 'dbb'),
-    ('resnet50_8xb32_in1k.py', 'acb'),
 ])
 def test_switch_on_the_pretrain_configs_fuses_to_the_plain_keys(rel, kind):
     """The paper-recipe and standard configs: every 3x3 conv and the 7x7
