@@ -15,7 +15,14 @@ A spec is an mmengine config file (``.py``/``.json``/``.yaml``)::
              cfg_options=dict(), nproc=None,
              enabled=True,                      # False: left out
              table=dict(model='PSPNet-18', variant='Baseline')),
+        dict(name='pretrain_r18_dbb', config='configs/pretrain/...py',
+             reparam='dbb',     # an arm: 'acb' | 'repvgg' | 'dbb' (arms.py)
+             table=dict(model='ResNet-18', variant='DBB')),
     ]
+
+A stage without its own ``enabled`` is left out with the stage it
+initialises from. :func:`run_pipeline` takes the run's options as one
+:class:`RunOptions`; the stages themselves run in :mod:`.stage_run`.
 
 On the command line (``tools/pipeline.py --cfg-options``), a key
 ``stages.<stage name>.<field>`` changes that stage's entry (e.g.
