@@ -368,3 +368,24 @@ def test_the_wheel_cache_never_holds_a_partial_wheel(tmp_path, partial):
         assert res.returncode == 0, res.stdout
         assert sorted(p.name for p in cache.iterdir()) == ['mmcv-2.1.0-cp3-none-any.whl']
         assert f'mmcv wheel written to {cache}/mmcv-2.1.0-cp3-none-any.whl' in res.stdout
+
+
+def test_wheelhouse_copies_are_whole_or_absent(tmp_path):
+    """setup_env.sh copies cached wheels into a wheelhouse under a temporary
+    name and renames them: a copy that fails leaves nothing under the name."""
+    func = re.search(r'^copy_whole\(\) \{.*?^\}', SETUP_ENV.read_text(), re.S | re.M).group(0)
+    wheel = tmp_path / 'mmcv-2.1.0-cp311-cp311-linux_x86_64.whl'
+    wheel.write_bytes(b'PK' + b'x' * 100000)
+    out = tmp_path / 'house'
+    out.mkdir()
+    res = _run(['bash', '-c', f'{func}\ncopy_whole "$1" "$2"', 'x', str(wheel), str(out)],
+               tmp_path, setup_env_vars())
+    assert res.returncode == 0, res.stdout
+    assert [p.name for p in out.iterdir()] == [wheel.name]
+    assert (out / wheel.name).read_bytes() == wheel.read_bytes()
+    broken = tmp_path / 'mmcv-2.1.0-broken.whl'
+    broken.mkdir()  # cp fails on it (a folder, no -r)
+    res = _run(['bash', '-c', f'{func}\ncopy_whole "$1" "$2"', 'x', str(broken), str(out)],
+               tmp_path, setup_env_vars())
+    assert res.returncode != 0
+    assert [p.name for p in out.iterdir()] == [wheel.name]
