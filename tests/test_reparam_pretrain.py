@@ -71,6 +71,11 @@ def test_bad_settings_are_refused_at_build_time():
         cfg.merge_from_dict(dict(_switch(reparam)))
         with pytest.raises(ValueError, match=match):
             _build(cfg)
+    cfg = base.copy()
+    cfg.merge_from_dict(dict(_switch('acb'), **{
+        'model.backbone.init_cfg': dict(type='Pretrained', checkpoint='x')}))
+    with pytest.raises(ValueError, match='initialised from a checkpoint'):
+        _build(cfg)
 
 
 @pytest.fixture(scope='module')

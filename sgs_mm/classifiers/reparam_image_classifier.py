@@ -51,6 +51,21 @@ def reparam_settings(reparam: Union[str, dict, None]) -> Dict[str, object]:
     return out
 
 
+def _refuse_pretrained_backbone(backbone) -> None:
+    """A backbone initialised from a checkpoint would load plain keys into
+    the branched network (mmengine's ``Pretrained`` only warns about
+    them): refused."""
+    init = (backbone or {}).get('init_cfg') if isinstance(backbone,
+                                                          dict) else None
+    for cfg in init if isinstance(init, (list, tuple)) else [init]:
+        if isinstance(cfg, dict) and 'Pretrained' in str(cfg.get('type')):
+            raise ValueError(
+                'ReparamImageClassifier: the backbone is initialised from a '
+                f'checkpoint (init_cfg type {cfg.get("type")!r}); a plain '
+                'checkpoint does not fit the branched backbone. Train the '
+                'blocks from scratch (backbone.init_cfg without Pretrained)')
+
+
 @MODELS.register_module()
 class ReparamImageClassifier(ImageClassifier):
     """An ``ImageClassifier`` whose backbone trains with ACB, RepVGG or DBB
@@ -86,12 +101,13 @@ class ReparamImageClassifier(ImageClassifier):
     Raises:
         ValueError: at build time, for a bad ``reparam`` (unknown kind or
             key, ``linear=True`` with ``'dbb'``, convs without a norm for
-            the fused bias).
+            the fused bias) or a backbone initialised from a checkpoint.
     """
 
     def __init__(self, reparam: Union[str, dict, None] = None,
                  require_checkpoint_hook: bool = True, **kwargs):
         settings = reparam_settings(reparam)
+        _refuse_pretrained_backbone(kwargs.get('backbone'))
         super().__init__(**kwargs)
         to_branches(self.backbone, **settings)
         self.reparam = settings
