@@ -6,7 +6,6 @@ first time its weight gets a gradient; that refresh takes it in (named in the
 log) and estimates its G, applied from then on. Tested on the engine and
 through the hook in a Runner that unfreezes a layer in the middle of the run.
 """
-import functools
 import logging
 
 import torch

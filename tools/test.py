@@ -6,7 +6,6 @@
         [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
