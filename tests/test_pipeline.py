@@ -719,6 +719,7 @@ stages = [
         ckpt = torch.load(wd / res[name]['last_checkpoint'],
                           map_location='cpu', weights_only=False)
         assert ckpt['reparam']['kind'] == kind
+        assert res[name]['reparam'] in (kind, dict(kind=kind))
         assert not any('.branches.' in k for k in ckpt['state_dict'])
         assert 0 <= res[name]['metrics']['accuracy/top1'] <= 100
     assert res['seg_acb']['init_checkpoint'] == res['pre_acb'][

@@ -316,6 +316,7 @@ def _train_and_test(ctx: StageContext, stage: dict, wd: str,
         task=inputs['task'],
         device=done.get('device', device),
         init_from=stage.get('init_from'),
+        reparam=stage.get('reparam'),  # the arm (arms.py), None: none
         init_checkpoint=to_root(root, init_ckpt),
         table=dict(stage.get('table') or {}),
         protocol=PROTOCOL,
