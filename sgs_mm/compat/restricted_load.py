@@ -16,6 +16,7 @@ other global (``os.system``, ``builtins.eval``, ...) is refused with
 ``pickle.UnpicklingError`` before anything runs.
 """
 import _compat_pickle
+import codecs
 import pickle
 import types
 from typing import Dict
@@ -31,8 +32,8 @@ def allowed_globals() -> Dict[str, object]:
     """``{'module.name': object}`` that a restricted load may find.
 
     torch's own weights-only globals (tensor and storage rebuilders, dtypes,
-    ``OrderedDict``, ...) and the entries of
-    :func:`sgs_mm.compat.torch_load.safe_globals`.
+    ``OrderedDict``, ...), ``_codecs.encode`` (bytes under pickle protocol 2)
+    and the entries of :func:`sgs_mm.compat.torch_load.safe_globals`.
     """
     from torch import _weights_only_unpickler
     from .torch_load import GETATTR_PATH, restricted_getattr, safe_globals
@@ -44,6 +45,9 @@ def allowed_globals() -> Dict[str, object]:
             obj, path = entry, _global_path(entry)
         allowed[path] = obj
     allowed[GETATTR_PATH] = restricted_getattr
+    # pickle protocol 2 (torch.save's) writes bytes, e.g. numpy array data, as
+    # _codecs.encode(str, 'latin1'); newer torch admits it by default too
+    allowed['_codecs.encode'] = codecs.encode
     return allowed
 
 
