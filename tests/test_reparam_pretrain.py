@@ -59,6 +59,25 @@ def test_switch_on_the_pretrain_configs_fuses_to_the_plain_keys(rel, kind):
         {k: v.shape for k, v in plain.items()}
 
 
+def test_init_weights_keeps_each_kinds_starting_values():
+    """mmengine's init_cfg draws every Conv2d (Kaiming); the Lemma 1 form's
+    side branches start at zero again and DBB's identity-based 1x1 at the
+    identity, so the linear ACB block starts as its conv."""
+    from sgs_mm.reparam import BranchBlock
+    model = _build(_cfg('demo/resnet18_demo.py', _switch(
+        dict(kind='acb', linear=True))))
+    model.init_weights()
+    block = model.backbone.layer1[0].conv1
+    assert isinstance(block, BranchBlock)
+    for name in ('hor', 'ver'):
+        assert not block.branches[name].conv.weight.any(), name
+    assert block.branches['kxk'].conv.weight.std() > 0
+    dbb = _build(_cfg('demo/resnet18_demo.py', _switch('dbb')))
+    dbb.init_weights()
+    first = dbb.backbone.layer1[0].conv1.branches['1x1_kxk'].first
+    assert not first.weight.any()  # kernel = weight + identity
+
+
 def test_bad_settings_are_refused_at_build_time():
     base = _cfg('demo/resnet18_demo.py')
     for reparam, match in (('acbx', "kind must be one of \\('acb', 'repvgg', "

@@ -1,13 +1,13 @@
 """``ReparamImageClassifier``: mmpretrain's ``ImageClassifier`` with its
 backbone trained as structural-reparameterization blocks."""
-import copy
 from collections import OrderedDict
 from typing import Dict, Optional, Union
 
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from ..reparam import KINDS, fuse_branches, to_branches
+from ..reparam import (KINDS, fuse_branches, fused_state_dict, init_branches,
+                       to_branches)
 
 __all__ = ['ReparamImageClassifier', 'reparam_settings', 'REPARAM_KEYS']
 
@@ -75,7 +75,9 @@ class ReparamImageClassifier(ImageClassifier):
     model is built, before mmengine's Runner builds the optimizer or wraps
     the model for distributed training, so every branch parameter is
     trained. ``mmengine``'s weight initialisation then treats the branch
-    convs and BatchNorms like the backbone's own (its ``init_cfg``).
+    convs and BatchNorms like the backbone's own (its ``init_cfg``), and
+    each block gets its kind's own starting values back
+    (:meth:`init_weights`).
 
     Checkpoints: with :class:`~sgs_mm.hooks.FusedCheckpointHook` (required
     for training; the first training step refuses to run without it),
@@ -115,6 +117,14 @@ class ReparamImageClassifier(ImageClassifier):
         self.checkpoint_hook_attached = False
         self.fused = False
 
+    def init_weights(self) -> None:
+        """mmengine's initialisation (the backbone's ``init_cfg`` reaches
+        every branch conv and BatchNorm), then each block's own starting
+        values (:func:`~sgs_mm.reparam.init_branches`: the Lemma 1 form's
+        side branches at zero, DBB's identity-based 1x1 at the identity)."""
+        super().init_weights()
+        init_branches(self.backbone)
+
     def fused_state_dict(self) -> 'OrderedDict[str, object]':
         """The state dict of the fused plain network (the branched model is
         left as it is): exactly the keys and shapes the same config's
@@ -122,11 +132,9 @@ class ReparamImageClassifier(ImageClassifier):
         own = self.state_dict()
         if self.fused:
             return own
-        backbone = copy.deepcopy(self.backbone)
-        fuse_branches(backbone)
         out = OrderedDict((k, v) for k, v in own.items()
                           if not k.startswith('backbone.'))
-        for k, v in backbone.state_dict().items():
+        for k, v in fused_state_dict(self.backbone).items():
             out['backbone.' + k] = v
         return out
 
