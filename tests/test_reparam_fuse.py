@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from reparam_utils import DEVICES, FORMS, FUSE_RTOL, blocks, fixture_batch, max_rel_diff, \
-    perturb, shapes
+    no_tf32, perturb, shapes  # noqa: F401  (no_tf32: the fixture)
 from sgs_mm.reparam import fuse_branches, to_branches
+
+pytestmark = pytest.mark.usefixtures('no_tf32')
 
 
 def _resnet(depth, width, device):
@@ -16,16 +18,6 @@ def _resnet(depth, width, device):
     net = ResNet(depth=depth, stem_channels=width, base_channels=width, out_indices=(3, ),
                  init_cfg=None)
     return net.to(device)
-
-
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    # TF32 convs on Ampere+ round to 10 mantissa bits: fused vs branched
-    # would then differ by ~1e-3, which says nothing about the fusion
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = old
 
 
 def _check(net, kind, linear, x):

@@ -10,9 +10,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from reparam_utils import DEVICES, FORMS, FUSE_RTOL, blocks, max_rel_diff, perturb, shapes
+from reparam_utils import DEVICES, FORMS, FUSE_RTOL, blocks, max_rel_diff, no_tf32, perturb, \
+    shapes  # noqa: F401  (no_tf32: the fixture)
 from sgs_mm.reparam import BranchBlock, fuse_branches, fused_state_dict, init_branches, \
     lemma1_branches, to_branches
+
+pytestmark = pytest.mark.usefixtures('no_tf32')
 
 
 def _net(conv: nn.Conv2d, norm: bool = True) -> nn.Sequential:
