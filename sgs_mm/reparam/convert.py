@@ -70,8 +70,9 @@ def to_branches(model: nn.Module, kind: str, linear: bool = False, include: Patt
 
     Convs the kind is not defined for (a DBB on a dilated conv, a conv with
     its own forward such as ``Conv2dAdaptivePadding``, ...), even kernels,
-    frozen and parametrized weights are left alone: one warning names them,
-    and ``model.reparam_skipped`` maps each name to the reason.
+    frozen and parametrized weights are left alone: one warning names them
+    (frozen ones are only logged), and ``model.reparam_skipped`` maps each
+    name to the reason.
 
     Args:
         model: the model (not yet wrapped in DDP).
@@ -143,9 +144,14 @@ def to_branches(model: nn.Module, kind: str, linear: bool = False, include: Patt
             block.had_bias = True  # on_missing_norm='bias' (or the conv has one)
         block.conv_name, block.norm_name = name, norm
         _set_child(model, name, block)
-    if skipped:
-        listed = ', '.join(f'{n} ({r})' for n, r in skipped.items())
-        logger.warning(f'to_branches({kind!r}): {len(skipped)} KxK conv(s) left as they are: '
+    frozen = [n for n, r in skipped.items() if r.startswith('frozen')]
+    if frozen:  # not trained at all (e.g. frozen_stages): as SGS, said, not warned
+        logger.info(f'to_branches({kind!r}): {len(frozen)} frozen KxK conv(s) stay plain: '
+                    f'{frozen}')
+    warned = {n: r for n, r in skipped.items() if n not in frozen}
+    if warned:
+        listed = ', '.join(f'{n} ({r})' for n, r in warned.items())
+        logger.warning(f'to_branches({kind!r}): {len(warned)} KxK conv(s) left as they are: '
                        f'{listed}')
     setattr(model, SKIPPED_ATTR, skipped)
     return model
