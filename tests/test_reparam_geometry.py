@@ -64,6 +64,10 @@ def test_conv_cases(case, kind, linear, device):
         assert not blocks(net) and list(net.reparam_skipped) == ['1']
         return
     assert isinstance(net[1], BranchBlock) and net.reparam_skipped == {}
+    conv = CONVS[case]()
+    for attr in ('in_channels', 'out_channels', 'kernel_size', 'stride', 'padding',
+                 'dilation', 'groups'):
+        assert getattr(net[1], attr) == getattr(conv, attr), attr
     with torch.no_grad():
         assert net(x).shape == plain_out.shape
     perturb(net)

@@ -45,6 +45,15 @@ class BranchBlock(nn.Module):
         """The original conv (the ``'kxk'`` branch's)."""
         return self.branches['kxk'].conv
 
+    # the geometry of the conv it stands for, for code that reads it off the
+    # layer (e.g. a neck asking for out_channels)
+    in_channels = property(lambda self: self.conv.in_channels)
+    out_channels = property(lambda self: self.conv.out_channels)
+    stride = property(lambda self: self.conv.stride)
+    padding = property(lambda self: self.conv.padding)
+    dilation = property(lambda self: self.conv.dilation)
+    groups = property(lambda self: self.conv.groups)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = None
         for branch in self.branches.values():
