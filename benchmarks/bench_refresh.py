@@ -42,6 +42,7 @@ from reference_baseline import (capture_inputs, padded_cpu,  # noqa: E402
                                 reference_layer_scaling, require_fast_histogram)
 from sgs_mm.sgs import (NMIStats, PairGeometry, ScalingApplier, collect_dependence,  # noqa: E402
                         find_sgs_layers, scaling_from_dependence)
+from sgs_mm.compat.versions import grad_scaler  # noqa: E402
 from sgs_mm.sgs.chunking import resolve_max_elems  # noqa: E402
 from sgs_mm.sgs.layers import named_weights  # noqa: E402
 
@@ -184,7 +185,7 @@ def train_step_times(model, applier, batch, target, device, precision, reps):
     """Median step time with and without G (interleaved, so drift hits both)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     dtype = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
-    scaler = torch.amp.GradScaler(device.type) if precision == 'fp16' else None
+    scaler = grad_scaler(device.type) if precision == 'fp16' else None
 
     def step():
         opt.zero_grad(set_to_none=True)

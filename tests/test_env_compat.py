@@ -1,8 +1,9 @@
-"""sgs_mm.compat: checkpoint loading on torch >= 2.6 and the CPU dist helpers."""
+"""sgs_mm.compat: checkpoint loading, the torch-version branches (versions.py) and the CPU dist helpers."""
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -112,3 +113,51 @@ def test_cuda_machine_keeps_mmengines_own_dist():
     patch_cfg_for_cpu_dist(cfg)
     assert 'model_wrapper_cfg' not in cfg
     assert init_cpu_dist_if_needed('pytorch') is False
+
+
+# ------------------------------------------------ sgs_mm.compat.versions, on every torch
+def test_versions_out_of_memory_class_is_what_cuda_raises():
+    """torch >= 2.5: torch.OutOfMemoryError (torch.cuda's is the same class);
+    torch 2.1: torch.cuda.OutOfMemoryError. Either way the class CUDA raises,
+    and the engine recognises it."""
+    from sgs_mm.compat.versions import OUT_OF_MEMORY_ERRORS, OutOfMemoryError
+    from sgs_mm.sgs.collect import is_out_of_memory
+    assert issubclass(torch.cuda.OutOfMemoryError, OUT_OF_MEMORY_ERRORS)
+    assert OutOfMemoryError in OUT_OF_MEMORY_ERRORS
+    assert is_out_of_memory(OutOfMemoryError('CUDA out of memory'))
+    if hasattr(torch, 'OutOfMemoryError'):
+        assert torch.OutOfMemoryError in OUT_OF_MEMORY_ERRORS
+
+
+def test_versions_torch_version_and_allow_list_flags():
+    from sgs_mm.compat.versions import (has_add_safe_globals, safe_globals_take_names,
+                                        torch_version)
+    major, minor = torch_version()
+    assert f'{major}.{minor}' == '.'.join(torch.__version__.split('.')[:2])
+    assert has_add_safe_globals() == ((major, minor) >= (2, 4))
+    assert safe_globals_take_names() == ((major, minor) >= (2, 6))
+
+
+def test_versions_grad_scaler_and_cpu_capability():
+    from sgs_mm.compat.versions import cpu_capability, grad_scaler, is_compiling
+    scaler = grad_scaler('cuda', enabled=torch.cuda.is_available())
+    assert scaler.is_enabled() == torch.cuda.is_available()
+    assert cpu_capability() not in ('', 'unknown')
+    assert is_compiling() is False
+
+
+def test_load_weights_only_reads_an_mmengine_checkpoint_on_this_torch(tmp_path):
+    """The message hub (HistoryBuffers holding numpy arrays) loads weights-only:
+    through torch's unpickler on torch >= 2.4, sgs_mm's restricted one before."""
+    from mmengine.logging import HistoryBuffer, MessageHub
+
+    from sgs_mm.compat.versions import load_weights_only
+    hub = MessageHub.get_instance('compat_versions_test')
+    for i in range(3):
+        hub.update_scalar('train/loss', np.float32(0.5 * i))
+    torch.save(dict(state_dict={'w': torch.ones(2)}, message_hub=hub.state_dict(),
+                    extra=np.arange(3, dtype=np.int32)), tmp_path / 'ckpt.pth')
+    out = load_weights_only(tmp_path / 'ckpt.pth', map_location='cpu')
+    buf = out['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buf, HistoryBuffer) and buf.mean() == pytest.approx(0.5)
+    assert np.array_equal(out['extra'], np.arange(3))

@@ -14,6 +14,8 @@ the rest of the package calls instead of asking torch itself:
   ``torch.cuda.amp.GradScaler`` before (CUDA only there).
 - :func:`cpu_capability`: the CPU kernels torch dispatches to (AVX2, AVX512,
   ...), which decide the last bits of CPU float results.
+- :func:`is_compiling`: ``torch.compiler.is_compiling()`` (torch >= 2.3),
+  False where torch has none.
 
 numpy's removals (``np.in1d`` in 2.4) are in :mod:`sgs_mm.compat.numpy2`.
 """
@@ -107,3 +109,10 @@ def cpu_capability() -> str:
         return str(get())
     m = re.search(r'CPU capability usage:\s*(\S+)', torch.__config__.show())
     return m.group(1) if m else 'unknown'
+
+
+def is_compiling() -> bool:
+    """True while ``torch.compile`` traces (``torch.compiler.is_compiling``, torch >= 2.3)."""
+    compiler = getattr(torch, 'compiler', None)
+    check = getattr(compiler, 'is_compiling', None)
+    return bool(check()) if callable(check) else False

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
+from ..compat.versions import OUT_OF_MEMORY_ERRORS, is_compiling
 from .dependence_base import SUM, DependenceStats
 from .distributed import all_reduce_many
 from .geometry import Padding, as_batch, slid_input, zero_padding
@@ -16,16 +17,7 @@ from .geometry import Padding, as_batch, slid_input, zero_padding
 Sink = Callable[[torch.Tensor, Padding], None]
 
 
-def _oom_types() -> tuple:
-    types = []
-    for owner in (torch, torch.cuda):
-        t = getattr(owner, 'OutOfMemoryError', None)
-        if isinstance(t, type) and t not in types:
-            types.append(t)
-    return tuple(types)
-
-
-OOM_ERRORS = _oom_types()
+OOM_ERRORS = OUT_OF_MEMORY_ERRORS
 # how other allocators say it (CPU, MPS, older CUDA builds): a RuntimeError
 _OOM_TEXT = ('out of memory', "can't allocate memory", 'cannot allocate memory')
 
@@ -106,11 +98,6 @@ class _OwnConv2d(TorchFunctionMode):
         return out
 
 
-def _is_compiling() -> bool:
-    compiler = getattr(torch, 'compiler', None)
-    return bool(compiler is not None and getattr(compiler, 'is_compiling', lambda: False)())
-
-
 def _forward_is_standard(conv: nn.Conv2d) -> bool:
     """The class's ``forward`` is ``nn.Conv2d``'s (it pads in ``_conv_forward``)."""
     return type(conv).forward is nn.Conv2d.forward
@@ -179,7 +166,7 @@ def capture_inputs(conv: nn.Conv2d, sink: Sink,
     def pre_hook(module, inputs):
         frame = [False, inputs[0] if inputs else None, None]
         frames.append(frame)
-        if not standard and not _is_compiling():
+        if not standard and not is_compiling():
             mode = _OwnConv2d(conv.weight, lambda args, kwargs: on_conv2d(frame, args, kwargs))
             mode.__enter__()
             frame[2] = mode
