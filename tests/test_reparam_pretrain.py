@@ -218,3 +218,11 @@ def test_hook_on_a_plain_model_is_refused(tiny_imagenet, tmp_path):
     runner = _runner(tiny_imagenet, tmp_path / 'wd', None)
     with pytest.raises(TypeError, match='ReparamImageClassifier'):
         runner.train()
+
+
+def test_sgs_and_blocks_in_one_run_are_refused(tiny_imagenet, tmp_path):
+    sgs = {'custom_hooks': [dict(type='SpatialGradScalingHook')]}
+    runner = _runner(tiny_imagenet, tmp_path / 'wd', 'acb', **sgs)
+    with pytest.raises(ValueError, match='SpatialGradScalingHook and a '
+                       'branched model'):
+        runner.train()

@@ -50,6 +50,8 @@ class FusedCheckpointHook(Hook):
     Raises:
         TypeError: at ``before_run``, when the model has no branches to fuse
             (the config's model is not a ``ReparamImageClassifier``).
+        ValueError: at ``before_run``, when an enabled
+            ``SpatialGradScalingHook`` is in the same run.
     """
 
     def __init__(self, priority: str = 'VERY_HIGH'):
@@ -62,6 +64,15 @@ class FusedCheckpointHook(Hook):
                 f'FusedCheckpointHook: the model {type(model).__name__} has '
                 'no branches to fuse; use it with model = dict('
                 "type='ReparamImageClassifier', reparam=...)")
+        sgs = [type(h).__name__ for h in runner.hooks
+               if type(h).__name__ == 'SpatialGradScalingHook'
+               and getattr(h, 'enabled', True)]
+        if sgs:
+            raise ValueError(
+                'FusedCheckpointHook: SpatialGradScalingHook and a branched '
+                'model in one run would scale the blocks\' KxK convs on top '
+                'of their own dynamics; compare SGS and the blocks as '
+                'separate runs (or set the SGS hook\'s enabled=False)')
         model.checkpoint_hook_attached = True
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
