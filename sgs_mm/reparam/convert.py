@@ -66,7 +66,9 @@ def to_branches(model: nn.Module, kind: str, linear: bool = False, include: Patt
     branches without BN, summed, side branches starting at zero, so that the
     block starts as the conv and trains exactly like it under
     ``SpatialGradScalingHook(method='reparam', normalize=False)`` with
-    :func:`~sgs_mm.reparam.lemma1_branches`.
+    :func:`~sgs_mm.reparam.lemma1_branches`. A host initialiser that runs
+    afterwards redraws the branch convs too: :func:`init_branches` restores
+    the kinds' starting values.
 
     Convs the kind is not defined for (a DBB on a dilated conv, a conv with
     its own forward such as ``Conv2dAdaptivePadding``, ...), even kernels,
