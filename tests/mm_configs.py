@@ -24,3 +24,28 @@ def no_syncbn(obj):
         for value in obj:
             no_syncbn(value)
     return obj
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def project_config(rel: str, options=None) -> Config:
+    """Load one of this repository's configs (``configs/<rel>``) as the project's
+    tools do: ``--cfg-options``-style ``options`` merged, the default scope
+    registered and SyncBN turned into BN (one CPU process)."""
+    import sgs_mm.checkpoint  # noqa: F401  (StrictPretrained)
+    import sgs_mm.classifiers  # noqa: F401  (ReparamImageClassifier)
+    from sgs_mm.launch.runner import register_scope, syncbn_to_bn
+    cfg = Config.fromfile(str(REPO / 'configs' / rel))
+    if options:
+        cfg.merge_from_dict(options)
+    register_scope(cfg)
+    syncbn_to_bn(cfg.model)
+    return cfg
+
+
+def build_model(cfg: Config):
+    """``cfg.model`` built in the config's default scope."""
+    from mmengine.registry import MODELS, DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return MODELS.build(cfg.model)

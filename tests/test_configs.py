@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import load_script
 import torch
+from mm_configs import build_model, project_config
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_DIRS = ('pipeline', )
@@ -26,25 +27,6 @@ def _model_configs():
     return out
 
 
-def _load(rel, options=None):
-    from mmengine.config import Config
-    from sgs_mm.launch.runner import register_scope, syncbn_to_bn
-    import sgs_mm.checkpoint  # noqa: F401
-    cfg = Config.fromfile(str(REPO / 'configs' / rel))
-    if options:
-        cfg.merge_from_dict(options)
-    register_scope(cfg)
-    syncbn_to_bn(cfg.model)
-    return cfg
-
-
-def _build_model(cfg):
-    from mmengine.registry import MODELS
-    from mmengine.registry import DefaultScope
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        return MODELS.build(cfg.model)
-
-
 def test_config_inventory():
     cfgs = _model_configs()
     # {OpenMMLab standard, paper recipe} x {18, 34, 50} x {baseline, SGS}
@@ -55,7 +37,7 @@ def test_config_inventory():
 
 @pytest.mark.parametrize('rel', _model_configs())
 def test_config_parses_and_builds(rel):
-    cfg = _load(rel)
+    cfg = project_config(rel)
     assert cfg.default_scope in ('mmpretrain', 'mmseg', 'mmpose')
     bb = cfg.model.backbone
     # plain stem everywhere (see convert_backbone); the paper PSPNet's
@@ -71,7 +53,7 @@ def test_config_parses_and_builds(rel):
         return  # the same model as its baseline (test_paper_recipes.py)
     assert all(h.type != 'SpatialGradScalingHook'
                for h in cfg.get('custom_hooks', []))
-    model = _build_model(cfg)
+    model = build_model(cfg)
     assert sum(p.numel() for p in model.parameters()) > 1e6
     for split in ('train', 'val', 'test'):
         steps = _build_pipeline(cfg, split)
@@ -111,8 +93,8 @@ def test_sgs_fragment_is_one_base_line_and_switchable(tmp_path):
 
 
 def _pretrain_ckpt(tmp_path, depth):
-    cfg = _load(f'pretrain/resnet{depth}_8xb32_in1k.py')
-    model = _build_model(cfg)
+    cfg = project_config(f'pretrain/resnet{depth}_8xb32_in1k.py')
+    model = build_model(cfg)
     torch.manual_seed(depth)
     with torch.no_grad():  # distinguishable weights, incl. BN buffers
         for t in list(model.parameters()) + [
@@ -135,8 +117,8 @@ def test_pretrain_checkpoint_loads_into_both_downstream_backbones(
                 f'simplebaseline/td-hm_res{depth}_8xb64-210e_mpii-256x256.py',
                 f'simplebaseline/td-hm_res{depth}_1xb32-paper140e_mpii-'
                 '256x256.py'):
-        cfg = _load(rel, {'model.backbone.init_cfg.checkpoint': str(ckpt)})
-        model = _build_model(cfg)
+        cfg = project_config(rel, {'model.backbone.init_cfg.checkpoint': str(ckpt)})
+        model = build_model(cfg)
         own = set(model.backbone.state_dict())
         assert own == set(ref), (sorted(own ^ set(ref))[:5])  # 0 missing/unexp.
         model.init_weights()  # StrictPretrained through mmengine's init path
@@ -181,8 +163,8 @@ def test_deep_stem_conversion_and_strict_mismatch(tmp_path):
 
 
 def test_strict_pretrained_without_checkpoint_names_the_option():
-    cfg = _load('demo/pspnet_r18-d8_demo.py')
-    model = _build_model(cfg)
+    cfg = project_config('demo/pspnet_r18-d8_demo.py')
+    model = build_model(cfg)
     with pytest.raises(FileNotFoundError,
                        match='model.backbone.init_cfg.checkpoint'):
         model.init_weights()

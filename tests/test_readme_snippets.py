@@ -7,17 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+# the torch-only engine: the snippet must not need any OpenMMLab package
+from test_scaler import BLOCK_MM
 
 ROOT = Path(__file__).resolve().parents[1]
-# the torch-only engine: the snippet must not need any OpenMMLab package
-BLOCK_MM = '''
-import sys
-class _NoOpenMMLab:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('mmengine', 'mmcv', 'mmseg', 'mmpose', 'mmpretrain', 'mmdet'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, _NoOpenMMLab())
-'''
 
 
 def readme_block(heading: str, lang: str = 'python') -> str:

@@ -8,28 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from mm_configs import build_model, project_config
 
 REPO = Path(__file__).resolve().parents[1]
 HOOK = {'default_hooks.fused_checkpoint.type': 'FusedCheckpointHook'}
-
-
-def _cfg(rel, options=None):
-    from mmengine.config import Config
-    import sgs_mm.checkpoint  # noqa: F401  (StrictPretrained)
-    import sgs_mm.classifiers  # noqa: F401
-    from sgs_mm.launch.runner import register_scope, syncbn_to_bn
-    cfg = Config.fromfile(str(REPO / 'configs' / rel))
-    if options:
-        cfg.merge_from_dict(options)
-    register_scope(cfg)
-    syncbn_to_bn(cfg.model)
-    return cfg
-
-
-def _build(cfg):
-    from mmengine.registry import MODELS, DefaultScope
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        return MODELS.build(cfg.model)
 
 
 def _switch(kind):
@@ -46,8 +28,8 @@ def test_switch_on_the_pretrain_configs_fuses_to_the_plain_keys(rel, kind):
     stem become blocks; the fused state has exactly the plain model's keys
     and shapes."""
     from sgs_mm.reparam import BranchBlock
-    plain = _build(_cfg('pretrain/' + rel)).state_dict()
-    model = _build(_cfg('pretrain/' + rel, _switch(kind)))
+    plain = build_model(project_config('pretrain/' + rel)).state_dict()
+    model = build_model(project_config('pretrain/' + rel, _switch(kind)))
     blocks = [n for n, m in model.backbone.named_modules()
               if isinstance(m, BranchBlock)]
     depth = int(rel[6:8])
@@ -64,7 +46,7 @@ def test_init_weights_keeps_each_kinds_starting_values():
     side branches start at zero again and DBB's identity-based 1x1 at the
     identity, so the linear ACB block starts as its conv."""
     from sgs_mm.reparam import BranchBlock
-    model = _build(_cfg('demo/resnet18_demo.py', _switch(
+    model = build_model(project_config('demo/resnet18_demo.py', _switch(
         dict(kind='acb', linear=True))))
     model.init_weights()
     block = model.backbone.layer1[0].conv1
@@ -72,14 +54,14 @@ def test_init_weights_keeps_each_kinds_starting_values():
     for name in ('hor', 'ver'):
         assert not block.branches[name].conv.weight.any(), name
     assert block.branches['kxk'].conv.weight.std() > 0
-    dbb = _build(_cfg('demo/resnet18_demo.py', _switch('dbb')))
+    dbb = build_model(project_config('demo/resnet18_demo.py', _switch('dbb')))
     dbb.init_weights()
     first = dbb.backbone.layer1[0].conv1.branches['1x1_kxk'].first
     assert not first.weight.any()  # kernel = weight + identity
 
 
 def test_bad_settings_are_refused_at_build_time():
-    base = _cfg('demo/resnet18_demo.py')
+    base = project_config('demo/resnet18_demo.py')
     for reparam, match in (('acbx', "kind must be one of \\('acb', 'repvgg', "
                                     "'dbb'\\), got 'acbx'"),
                            (dict(kind='acb', linaer=True), "unknown key.*"
@@ -89,12 +71,12 @@ def test_bad_settings_are_refused_at_build_time():
         cfg = base.copy()
         cfg.merge_from_dict(dict(_switch(reparam)))
         with pytest.raises(ValueError, match=match):
-            _build(cfg)
+            build_model(cfg)
     cfg = base.copy()
     cfg.merge_from_dict(dict(_switch('acb'), **{
         'model.backbone.init_cfg': dict(type='Pretrained', checkpoint='x')}))
     with pytest.raises(ValueError, match='initialised from a checkpoint'):
-        _build(cfg)
+        build_model(cfg)
 
 
 @pytest.fixture(scope='module')
@@ -123,7 +105,7 @@ def _runner(root, work_dir, kind, hook=True, **extra):
     if hook:
         opts.update(HOOK)
     opts.update(extra)
-    return Runner.from_cfg(_cfg('demo/resnet18_demo.py', opts))
+    return Runner.from_cfg(project_config('demo/resnet18_demo.py', opts))
 
 
 def _strict_downstream(ckpt):
@@ -136,7 +118,7 @@ def _strict_downstream(ckpt):
     resnet = CLS.build(dict(type='ResNet', depth=18, out_indices=(3, )))
     resnet.load_state_dict(bb, strict=True)
     for rel in ('demo/pspnet_r18-d8_demo.py', 'demo/td-hm_res18_demo.py'):
-        model = _build(_cfg(rel, {'model.backbone.init_cfg.checkpoint':
+        model = build_model(project_config(rel, {'model.backbone.init_cfg.checkpoint':
                                   str(ckpt)}))
         model.init_weights()  # StrictPretrained raises on any key mismatch
         got = model.backbone.state_dict()
@@ -156,7 +138,7 @@ def test_switch_trains_resumes_and_hands_on_the_fused_resnet(
     wd = tmp_path / 'wd'
     runner = _runner(tiny_imagenet, wd, kind)
     runner.train()
-    plain_keys = set(_build(_cfg('demo/resnet18_demo.py')).state_dict())
+    plain_keys = set(build_model(project_config('demo/resnet18_demo.py')).state_dict())
     best = sorted(wd.glob('best_*.pth'))
     assert len(best) == 1
     for path in [wd / 'epoch_1.pth', wd / 'epoch_2.pth'] + best:
@@ -170,7 +152,7 @@ def test_switch_trains_resumes_and_hands_on_the_fused_resnet(
     ckpt = torch.load(wd / 'epoch_2.pth', map_location='cpu',
                       weights_only=False)
     model = runner.model.eval()
-    plain = _build(_cfg('demo/resnet18_demo.py')).eval()
+    plain = build_model(project_config('demo/resnet18_demo.py')).eval()
     plain.load_state_dict(ckpt['state_dict'], strict=True)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
