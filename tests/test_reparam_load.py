@@ -11,14 +11,17 @@ from sgs_mm.reparam import fuse_branches, to_branches
 
 
 def _classifier(depth):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     channels = 512 if depth < 50 else 2048
-    return MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='ResNet', depth=depth, zero_init_residual=False, init_cfg=None),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=4, in_channels=channels,
-                  loss=dict(type='CrossEntropyLoss'), init_cfg=None)))
+    # in mmpretrain's scope: an earlier test may leave mmseg's or mmpose's as the default
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=depth, zero_init_residual=False, init_cfg=None),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=4, in_channels=channels,
+                      loss=dict(type='CrossEntropyLoss'), init_cfg=None)))
 
 
 def _fused_checkpoint(tmp_path, depth, kind, linear):
