@@ -161,3 +161,16 @@ def test_load_weights_only_reads_an_mmengine_checkpoint_on_this_torch(tmp_path):
     buf = out['message_hub']['log_scalars']['train/loss']
     assert isinstance(buf, HistoryBuffer) and buf.mean() == pytest.approx(0.5)
     assert np.array_equal(out['extra'], np.arange(3))
+
+
+def test_versions_fsdp2_types_where_torch_has_them():
+    from sgs_mm.compat.versions import dtensor_type, fsdp2_module_type, torch_version
+    from sgs_mm.sgs.sharding import is_sharded, local_shard
+    t = torch.ones(2)
+    assert not is_sharded(t) and local_shard(t) is t
+    if torch_version() >= (2, 6):  # public homes of both (2.4-2.5: the private ones)
+        from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
+        assert dtensor_type() is DTensor and fsdp2_module_type() is FSDPModule
+    elif torch_version() < (2, 4):
+        assert fsdp2_module_type() is None

@@ -16,9 +16,13 @@ the rest of the package calls instead of asking torch itself:
   ...), which decide the last bits of CPU float results.
 - :func:`is_compiling`: ``torch.compiler.is_compiling()`` (torch >= 2.3),
   False where torch has none.
+- :func:`dtensor_type` / :func:`fsdp2_module_type`: where FSDP2's classes live
+  (``torch.distributed.tensor`` / ``torch.distributed.fsdp`` from torch 2.5-2.6
+  on, ``_tensor`` / ``_composable.fsdp`` before; None before torch 2.4).
 
 numpy's removals (``np.in1d`` in 2.4) are in :mod:`sgs_mm.compat.numpy2`.
 """
+import functools
 import re
 from typing import Tuple
 
@@ -116,3 +120,28 @@ def is_compiling() -> bool:
     compiler = getattr(torch, 'compiler', None)
     check = getattr(compiler, 'is_compiling', None)
     return bool(check()) if callable(check) else False
+
+
+def _first_class(places, name: str):
+    for where in places:
+        try:
+            module = __import__(where, fromlist=[name])
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            return cls
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def dtensor_type():
+    """``DTensor`` (the sharded tensor of FSDP2 parameters), or None."""
+    return _first_class(('torch.distributed.tensor', 'torch.distributed._tensor'), 'DTensor')
+
+
+@functools.lru_cache(maxsize=None)
+def fsdp2_module_type():
+    """``FSDPModule`` (what ``fully_shard`` turns a module into), or None."""
+    return _first_class(('torch.distributed.fsdp', 'torch.distributed._composable.fsdp'),
+                        'FSDPModule')

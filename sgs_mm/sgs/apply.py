@@ -6,6 +6,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from .sharding import is_sharded, local_shard
+
 # id(weight) -> (weak ref to the weight, weak ref to the applier whose hook is on
 # it): a second applier on the same weight would multiply its gradient by G
 # twice. Kept outside the Parameter so that the model still pickles and copies.
@@ -36,15 +38,15 @@ class ScalingApplier:
     last :meth:`reset_counts` (``'grad'`` mode; the self-check of
     :class:`SpatialGradScaler`).
 
-    Sharded training (FSDP2 ``fully_shard``, FSDP): the Parameter a module
-    holds between steps is a shard whose gradient is written by the
+    Sharded training (FSDP2 ``fully_shard``): the Parameter a module holds
+    between steps is a shard (a DTensor) whose gradient is written by the
     reduce-scatter, not by autograd, so a hook on it never fires. The tensor
-    the conv really convolves with is the gathered weight the wrapper puts on
-    the module for its forward. With ``modules`` (the convs using each
-    weight), ``'grad'`` mode also hooks that tensor of a sharded (DTensor)
-    weight, once, when a forward finds it on the module: its gradient is scaled before the reduce-scatter,
-    as DDP's is before the all-reduce (exact: G broadcasts over the channels
-    the shards split).
+    the conv really convolves with is the gathered weight FSDP2 puts on the
+    module for its forward. With ``modules`` (the convs using each weight),
+    ``'grad'`` mode also hooks that tensor of a sharded weight, once, when a
+    forward finds it on the module: its gradient is scaled before the
+    reduce-scatter, as DDP's is before the all-reduce (exact: G broadcasts
+    over the channels the shards split).
 
     Args:
         weights: see above.
@@ -115,7 +117,7 @@ class ScalingApplier:
             for name, w in self.weights.items():
                 self._handles.append(w.register_hook(self._grad_hook(name)))
             for name, mods in self.modules.items():
-                if not _is_sharded(self.weights[name]):
+                if not is_sharded(self.weights[name]):
                     continue  # (the model stays picklable: no module hooks then)
                 for m in mods:
                     self._handles.append(m.register_forward_pre_hook(self._gathered_hook(name)))
@@ -195,23 +197,6 @@ class ScalingApplier:
     def _after_step(self, optimizer, args, kwargs):
         for name, w, old in self._saved.pop(id(optimizer), []):
             # a sharded weight (DTensor): its local shard, which G scales exactly
-            w, old = _local(w), _local(old)
+            w, old = local_shard(w), local_shard(old)
             w.sub_(old).mul_(self.scales[name].to(w.device, w.dtype)).add_(old)
 
-
-def _is_sharded(w: torch.Tensor) -> bool:
-    """``w`` is a shard of a weight (a DTensor: FSDP2 ``fully_shard``)."""
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:
-        try:
-            from torch.distributed._tensor import DTensor
-        except ImportError:
-            return False
-    return isinstance(w, DTensor)
-
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """The local shard of a DTensor (a view: in-place ops change it), else ``t``."""
-    to_local = getattr(t, 'to_local', None)
-    return to_local() if callable(to_local) else t

@@ -1,17 +1,19 @@
-"""Sharded models (FSDP2 ``fully_shard``) around a refresh."""
+"""Sharded models: FSDP2 (``fully_shard``) weights and refreshes, and the wrappers SGS refuses."""
+import torch
 import torch.nn as nn
 
+from ..compat.versions import dtensor_type, fsdp2_module_type
 
-def _fsdp2_module_type():
-    for where in ('torch.distributed.fsdp', 'torch.distributed._composable.fsdp'):
-        try:
-            module = __import__(where, fromlist=['FSDPModule'])
-        except ImportError:
-            continue
-        cls = getattr(module, 'FSDPModule', None)
-        if isinstance(cls, type):
-            return cls
-    return None
+
+def is_sharded(w: torch.Tensor) -> bool:
+    """``w`` is a shard of a weight (a DTensor: FSDP2 ``fully_shard``)."""
+    cls = dtensor_type()
+    return cls is not None and isinstance(w, cls)
+
+
+def local_shard(t: torch.Tensor) -> torch.Tensor:
+    """The local shard of a DTensor (a view: in-place ops change it), else ``t``."""
+    return t.to_local() if is_sharded(t) else t
 
 
 def reshard_fsdp2(model: nn.Module) -> int:
@@ -29,7 +31,7 @@ def reshard_fsdp2(model: nn.Module) -> int:
     Returns:
         int: how many FSDP2 modules were resharded.
     """
-    cls = _fsdp2_module_type()
+    cls = fsdp2_module_type()
     if cls is None:
         return 0
     sharded = [m for m in model.modules() if isinstance(m, cls)]
