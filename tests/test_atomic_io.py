@@ -1,6 +1,5 @@
 """Atomic writes (issue 23, item 1): at any moment of a kill the previous file
 or the new one is complete on disk, for every writer of the project."""
-import io
 import json
 import os
 import signal
@@ -10,6 +9,7 @@ import time
 
 import pytest
 import torch
+from interrupted_save import interrupting_save
 
 from sgs_mm.atomic_io import (atomic_open, atomic_torch_save, atomic_write_json,
                               atomic_write_text)
@@ -86,19 +86,7 @@ def test_convert_backbone_keeps_the_old_file_on_a_kill(tmp_path, monkeypatch):
     dst = tmp_path / 'dst.pth'
     convert_backbone.main([str(src), str(dst), '--to', 'plain'])
     before = dst.read_bytes()
-    real = torch.save
-
-    def half(obj, f, **kwargs):
-        buf = io.BytesIO()
-        real(obj, buf)
-        data = buf.getvalue()[:100]
-        if isinstance(f, (str, os.PathLike)):
-            with open(f, 'wb') as out:
-                out.write(data)
-        else:
-            f.write(data)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(torch, 'save', half)
+    interrupting_save(monkeypatch, on_call=1)
     with pytest.raises(KeyboardInterrupt):
         convert_backbone.main([str(src), str(dst), '--to', 'plain'])
     assert dst.read_bytes() == before

@@ -1,6 +1,5 @@
 """tools/examples/train_plain_pytorch.py (issue 17 §4): resuming with another --epochs,
 resuming a finished run, --num-classes from the ImageFolder, its flags in the docs."""
-import io
 import math
 import os
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from interrupted_save import interrupting_save
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,29 +151,6 @@ def test_resume_without_usable_sgs_state_refreshes_at_once(example, tmp_path, ca
 
 
 # ------------------------------------------- issue 23, item 1: kills and resume
-def interrupting_save(monkeypatch, on_call):
-    """``torch.save`` that, at its ``on_call``-th call, writes half of the
-    checkpoint to its target and raises KeyboardInterrupt: a kill (SIGTERM
-    turned into an exception, Ctrl-C) in the middle of the write."""
-    real = torch.save
-    calls = [0]
-
-    def save(obj, f, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] != on_call:
-            return real(obj, f, *args, **kwargs)
-        buf = io.BytesIO()
-        real(obj, buf, *args, **kwargs)
-        half = buf.getvalue()[:len(buf.getvalue()) // 2]
-        if isinstance(f, (str, os.PathLike)):
-            with open(f, 'wb') as out:
-                out.write(half)
-        else:
-            f.write(half)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(torch, 'save', save)
-
-
 def test_a_kill_while_saving_leaves_the_previous_checkpoint(example, tmp_path, monkeypatch):
     """The checkpoint of epoch 1 is complete after a kill while epoch 2's is written."""
     interrupting_save(monkeypatch, on_call=2)

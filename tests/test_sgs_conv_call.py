@@ -25,15 +25,13 @@ import torch.nn.functional as F
 
 from sgs_mm.sgs import NMIStats, SpatialGradScaler
 from sgs_mm.sgs.collect import capture_inputs
+from test_sgs_padding import DEVICES
+from test_sgs_padding import smooth as smooth_c3
 
-DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 
-
-def smooth(n=2, c=4, size=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = F.avg_pool2d(torch.randn(n, c, size + 4, size + 4, generator=g), 5, 1, 0) * 3
-    ramp = torch.linspace(-2, 2, size)
-    return x + ramp.view(1, 1, 1, -1) + 0.5 * ramp.view(1, 1, -1, 1)
+def smooth(seed=0):
+    """4-channel smooth batches with ramps (test_sgs_padding's)."""
+    return smooth_c3(c=4, seed=seed)
 
 
 def g_of(module, x, name, device='cpu', logger=None):

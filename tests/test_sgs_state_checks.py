@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import sgs_mm  # noqa: F401  registers the hook
 from sgs_mm.sgs import InvalidSGSState, SpatialGradScaler
+from test_sgs_state import batch
 from toy_runner import Messages, build_runner, is_ones, records, sgs_hook
 
 
@@ -30,16 +31,11 @@ class Net(nn.Module):
         return self.conv2(F.relu(self.conv1(x)))
 
 
-def smooth(n=4, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return F.avg_pool2d(torch.randn(n, 3, size + 4, size + 4, generator=g), 5, 1, 0) * 3
-
-
 def refreshed():
     torch.manual_seed(0)
     net = Net()
     sgs = SpatialGradScaler(net)
-    sgs.refresh([smooth()])
+    sgs.refresh([batch()])
     return sgs
 
 
@@ -80,7 +76,7 @@ def test_a_damaged_g_never_reaches_the_weights():
     fresh.attach(opt)
     with pytest.raises(InvalidSGSState):
         fresh.load_state_dict(state)
-    net(smooth()).square().mean().backward()
+    net(batch()).square().mean().backward()
     opt.step()
     assert all(torch.isfinite(p).all() for p in net.parameters())
 
