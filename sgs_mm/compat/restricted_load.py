@@ -73,18 +73,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 _ALLOWED: Dict[str, object] = {}
 
-#: A stand-in for the ``pickle`` module that ``torch.load(pickle_module=...)`` takes.
-restricted_pickle = types.SimpleNamespace(
-    __name__='sgs_mm.compat.restricted_load.restricted_pickle',
-    Unpickler=RestrictedUnpickler, load=None, dumps=pickle.dumps, dump=pickle.dump,
-    loads=None, UnpicklingError=pickle.UnpicklingError, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL)
-
-
 def _load(file, **kwargs):
     return RestrictedUnpickler(file, **kwargs).load()
 
 
-restricted_pickle.load = _load
+#: What ``torch.load(pickle_module=...)`` uses of the ``pickle`` module, restricted.
+restricted_pickle = types.SimpleNamespace(
+    __name__='sgs_mm.compat.restricted_load.restricted_pickle',
+    Unpickler=RestrictedUnpickler, load=_load, UnpicklingError=pickle.UnpicklingError)
 
 
 def restricted_load(f, map_location=None, **kwargs):
